@@ -1,0 +1,126 @@
+import { EphError } from './errors.ts';
+import type { Plan } from './types.ts';
+
+/** Everything `eph serve` needs, validated once at start-up. */
+export interface Config {
+  dataDir: string;
+  api: HostPort;
+  gate: HostPort;
+  /** HTTPS listener of the gate; null disables it. */
+  gateTls: HostPort | null;
+  domain: string;
+  idleTimeoutMs: number;
+  wakeTimeoutMs: number;
+  runtime: 'process' | 'swarm';
+  /** 'sqlite' or a postgres:// URL. */
+  store: string;
+  pharoVm: string;
+  maxArchiveBytes: number;
+  maxUnpackedBytes: number;
+  maxEntries: number;
+  maxLogBytes: number;
+  plans: Plan[];
+  /** Host name under which appliances' TLS-PSK endpoints are reachable. */
+  publicHost: string;
+  logLevel: string;
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export const DEFAULT_PLANS: Plan[] = [
+  { name: 'free', maxRunning: 1 },
+  { name: 'standard', maxRunning: 10 },
+];
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Parses `30m`, `2s`, `1500ms`, `1h`; a bare number is seconds. */
+export function parseDuration(flag: string, raw: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw.trim());
+  if (!m) throw new EphError('INVALID_CONFIG', `${flag}: expected a duration like 30m, got '${raw}'`);
+  return Math.round(Number(m[1]) * UNITS[m[2] ?? 's']!);
+}
+
+/** Parses `50MB`, `1GiB`, `1024`; a bare number is bytes. */
+export function parseSize(flag: string, raw: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?$/i.exec(raw.trim());
+  if (!m) throw new EphError('INVALID_CONFIG', `${flag}: expected a size like 50MB, got '${raw}'`);
+  const unit = (m[2] ?? 'b').toLowerCase();
+  const mult: Record<string, number> = { b: 1, kb: 1e3, kib: 1024, mb: 1e6, mib: 1024 ** 2, gb: 1e9, gib: 1024 ** 3 };
+  return Math.round(Number(m[1]) * mult[unit]!);
+}
+
+export function parseHostPort(flag: string, raw: string): HostPort {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(raw.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new EphError('INVALID_CONFIG', `${flag}: expected HOST:PORT like 127.0.0.1:7070, got '${raw}'`);
+  return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
+}
+
+/** Parses `free=1,standard=10,pro=50`. */
+export function parsePlans(flag: string, raw: string): Plan[] {
+  const plans: Plan[] = [];
+  for (const part of raw.split(',')) {
+    const m = /^([a-z][a-z0-9_-]*)=(\d+)$/.exec(part.trim());
+    if (!m) throw new EphError('INVALID_CONFIG', `${flag}: expected NAME=N[,NAME=N], got '${raw}'`);
+    plans.push({ name: m[1]!, maxRunning: Number(m[2]) });
+  }
+  return plans;
+}
+
+export interface ConfigInput {
+  data?: string;
+  api?: string;
+  gate?: string;
+  gateTls?: string;
+  domain?: string;
+  idleTimeout?: string;
+  wakeTimeout?: string;
+  runtime?: string;
+  store?: string;
+  pharoVm?: string;
+  maxArchive?: string;
+  plans?: string;
+  publicHost?: string;
+  logLevel?: string;
+}
+
+/** Flags win over environment variables, which win over the embedded defaults. */
+export function loadConfig(flags: ConfigInput, env: NodeJS.ProcessEnv = process.env): Config {
+  const pick = (flag: keyof ConfigInput, name: string): string | undefined => flags[flag] ?? env[name];
+  const runtime = pick('runtime', 'EPH_RUNTIME') ?? 'process';
+  if (runtime !== 'process' && runtime !== 'swarm') {
+    throw new EphError('INVALID_CONFIG', `--runtime: expected process or swarm, got '${runtime}'`);
+  }
+  const store = pick('store', 'EPH_STORE') ?? 'sqlite';
+  if (store !== 'sqlite' && !/^postgres(ql)?:\/\//.test(store)) {
+    throw new EphError('INVALID_CONFIG', `--store: expected sqlite or a postgres:// URL, got '${store}'`);
+  }
+  const domain = (pick('domain', 'EPH_DOMAIN') ?? 'eph.localhost').toLowerCase();
+  if (!/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/.test(domain)) {
+    throw new EphError('INVALID_CONFIG', `--domain: expected a DNS name like eph.localhost, got '${domain}'`);
+  }
+  const gateTls = pick('gateTls', 'EPH_GATE_TLS');
+  return {
+    dataDir: pick('data', 'EPH_DATA') ?? '.eph',
+    api: parseHostPort('--api', pick('api', 'EPH_API') ?? '127.0.0.1:7070'),
+    gate: parseHostPort('--gate', pick('gate', 'EPH_GATE') ?? '127.0.0.1:8080'),
+    gateTls: gateTls && gateTls !== 'off' ? parseHostPort('--gate-tls', gateTls) : null,
+    domain,
+    idleTimeoutMs: parseDuration('--idle-timeout', pick('idleTimeout', 'EPH_IDLE_TIMEOUT') ?? '30m'),
+    wakeTimeoutMs: parseDuration('--wake-timeout', pick('wakeTimeout', 'EPH_WAKE_TIMEOUT') ?? '60s'),
+    runtime,
+    store,
+    pharoVm: pick('pharoVm', 'EPH_PHARO_VM') ?? 'pharo',
+    maxArchiveBytes: parseSize('--max-archive', pick('maxArchive', 'EPH_MAX_ARCHIVE') ?? '50MB'),
+    maxUnpackedBytes: parseSize('EPH_MAX_UNPACKED', env.EPH_MAX_UNPACKED ?? '1GiB'),
+    maxEntries: Number(env.EPH_MAX_ENTRIES ?? 20000),
+    maxLogBytes: parseSize('EPH_MAX_LOG', env.EPH_MAX_LOG ?? '1MiB'),
+    plans: pick('plans', 'EPH_PLANS') ? parsePlans('--plans', pick('plans', 'EPH_PLANS')!) : DEFAULT_PLANS,
+    publicHost: pick('publicHost', 'EPH_PUBLIC_HOST') ?? '127.0.0.1',
+    logLevel: pick('logLevel', 'EPH_LOG_LEVEL') ?? 'info',
+  };
+}

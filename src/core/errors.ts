@@ -1,0 +1,51 @@
+/**
+ * The one error catalogue. Every failure a user can see is an EphError with a
+ * stable code, an HTTP status and a message; the API maps them to JSON in one
+ * place (src/api/errors.ts) and docs/errors.md lists the codes (a test keeps
+ * both in sync).
+ */
+export const ERROR_CATALOGUE = {
+  BAD_REQUEST: { status: 400, text: 'The request is malformed' },
+  INVALID_HOSTNAME: { status: 400, text: 'The hostname is not valid' },
+  INVALID_VALUE: { status: 400, text: 'The value is not valid for this property' },
+  INVALID_CONFIG: { status: 400, text: 'The configuration is not valid' },
+  ARCHIVE_INVALID: { status: 400, text: 'The archive cannot be read' },
+  ARCHIVE_UNSAFE: { status: 400, text: 'The archive contains an unsafe entry' },
+  ARCHIVE_NO_APP: { status: 422, text: 'The archive holds no runnable application' },
+  ARCHIVE_TOO_LARGE: { status: 413, text: 'The archive is over the size limit' },
+  UNAUTHORIZED: { status: 401, text: 'Missing or wrong credentials' },
+  FORBIDDEN: { status: 403, text: 'Not allowed' },
+  NOT_FOUND: { status: 404, text: 'Not found' },
+  UNKNOWN_PROPERTY: { status: 404, text: 'No such property' },
+  CONFLICT: { status: 409, text: 'The resource is held by someone else' },
+  QUOTA_EXCEEDED: { status: 409, text: 'The plan limit of running instances is reached' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, text: 'The content type is not supported' },
+  START_FAILED: { status: 502, text: 'The instance failed to start' },
+  WAKE_TIMEOUT: { status: 504, text: 'The instance did not accept connections in time' },
+  UNAVAILABLE: { status: 503, text: 'The service is unavailable' },
+  DEPENDENCY_MISSING: { status: 501, text: 'A required program is not installed' },
+  INTERNAL: { status: 500, text: 'Internal error' },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+export class EphError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** Seconds a client should wait before retrying (sent as Retry-After). */
+  readonly retryAfter?: number;
+
+  constructor(code: ErrorCode, message?: string, opts: { cause?: unknown; retryAfter?: number } = {}) {
+    super(message ?? ERROR_CATALOGUE[code].text, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'EphError';
+    this.code = code;
+    this.status = ERROR_CATALOGUE[code].status;
+    if (opts.retryAfter !== undefined) this.retryAfter = opts.retryAfter;
+  }
+}
+
+export const notFound = (what: string): EphError => new EphError('NOT_FOUND', `${what} not found`);
+
+export function isEphError(e: unknown): e is EphError {
+  return e instanceof EphError;
+}

@@ -1,0 +1,95 @@
+/** Domain types shared by every part. No I/O here. */
+
+export type PlanName = string;
+
+export interface Plan {
+  name: PlanName;
+  /** How many instances may run at the same time. */
+  maxRunning: number;
+}
+
+export interface User {
+  id: string;
+  name: string;
+  plan: PlanName;
+  /** scrypt hash of the auth token, `salt:hash` in hex. */
+  tokenHash: string;
+  createdAt: number;
+}
+
+/** What the archive runs: a Pharo image or a Procfile web command. */
+export type AppKind = 'pharo' | 'procfile';
+
+export interface ImageRecord {
+  /** sha256 of the archive bytes, hex. */
+  digest: string;
+  size: number;
+  kind: AppKind;
+  /** For pharo: the image path relative to the image root; for procfile: the web command. */
+  entry: string;
+  createdAt: number;
+}
+
+/**
+ * asleep: no process (the default, and what a sleeping instance is);
+ * starting: a start is in flight; running: accepts connections;
+ * failed: the last start failed (lastError says why); the next request retries.
+ */
+export type InstanceState = 'asleep' | 'starting' | 'running' | 'failed';
+
+export interface Instance {
+  hostname: string;
+  userId: string;
+  imageDigest: string;
+  imageName: string;
+  alias: string | null;
+  state: InstanceState;
+  createdAt: number;
+  accessAt: number;
+  lastError: string | null;
+  /** host:port where the running app accepts connections (its namespace address). */
+  upstream: string | null;
+}
+
+export interface GateTarget {
+  hostname: string;
+  weight: number;
+}
+
+export interface GateRoute {
+  domain: string;
+  userId: string;
+  targets: GateTarget[];
+  healthPath: string;
+  httpsRedirect: boolean;
+  updatedAt: number;
+}
+
+export interface RouteChange {
+  domain: string;
+  at: number;
+  by: string;
+  action: string;
+  from: GateTarget[];
+  to: GateTarget[];
+}
+
+export type ApplianceKind = 'postgres' | 'redis' | 'static' | 'mongo';
+export type ApplianceStatus = 'creating' | 'running' | 'stopped' | 'failed';
+
+export interface ApplianceRecord {
+  userId: string;
+  name: string;
+  kind: ApplianceKind;
+  status: ApplianceStatus;
+  /** Loopback port the service itself listens on. */
+  port: number;
+  /** Port of its public TLS-PSK endpoint. */
+  publicPort: number;
+  /** Kind-specific settings (role, password, database…), JSON. */
+  settings: Record<string, string>;
+  /** PSK identities: identity → key. */
+  psk: Record<string, string>;
+  lastError: string | null;
+  createdAt: number;
+}

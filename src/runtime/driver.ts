@@ -1,0 +1,52 @@
+import type { AppKind } from '../core/types.ts';
+import type { HostPort } from '../core/config.ts';
+
+/** What a driver needs to run one instance. */
+export interface LaunchSpec {
+  /** Full instance hostname, e.g. eph-1a2b3c4d.eph.localhost: the driver's key. */
+  hostname: string;
+  /** Unpacked, read-only image directory. */
+  imageDir: string;
+  kind: AppKind;
+  /** pharo: image path relative to imageDir; procfile: the `web:` command line. */
+  entry: string;
+  /** Pharo VM command (may be a path or a name on PATH). */
+  pharoVm: string;
+  /** Extra environment; PORT=8080 is always set by the driver. */
+  env: Record<string, string>;
+  /** Per-instance log file (stdout+stderr), bounded to maxLogBytes. */
+  logFile: string;
+  maxLogBytes: number;
+}
+
+export interface ExitInfo {
+  code: number | null;
+  signal: string | null;
+  /** True when the exit followed a stop() call. */
+  requested: boolean;
+}
+
+/**
+ * A runtime driver only starts, stops and reports; it never decides policy
+ * (quota, idleness, waking belong to the instance service).
+ */
+export interface Driver {
+  readonly name: string;
+  /** Human-readable note about isolation (e.g. "network namespaces" or "port per instance: not root"). */
+  readonly isolation: string;
+  /**
+   * Spawns the app and resolves with the address where it will accept
+   * connections. Does not wait for readiness (see waitReady in ready.ts).
+   * Rejects with EphError('START_FAILED' | 'DEPENDENCY_MISSING') when it cannot spawn.
+   */
+  start(spec: LaunchSpec): Promise<HostPort>;
+  /** Stops the app (TERM, then KILL after a grace period) and frees its namespace; idempotent. */
+  stop(hostname: string): Promise<void>;
+  isRunning(hostname: string): boolean;
+  /** Called once per exit of a started app, requested or not. */
+  onExit(listener: (hostname: string, info: ExitInfo) => void): void;
+  /** Removes what a previous crash left behind (processes, namespaces, veths). */
+  recover(): Promise<void>;
+  /** Stops everything. */
+  close(): Promise<void>;
+}
