@@ -25,6 +25,8 @@ export const ERROR_CATALOGUE = {
   UNAVAILABLE: { status: 503, text: 'The service is unavailable' },
   DEPENDENCY_MISSING: { status: 501, text: 'A required program is not installed' },
   INTERNAL: { status: 500, text: 'Internal error' },
+  HEALTH_CHECK_FAILED: { status: 409, text: 'The target did not pass its health check; the route is unchanged' },
+  NO_EARLIER_ROUTE: { status: 409, text: 'The route has no earlier state to roll back to' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
