@@ -1,0 +1,368 @@
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { EphError, notFound } from '../core/errors.ts';
+import { isInstanceHostname, newInstanceLabel, normalizeHost } from '../core/ids.ts';
+import type { Clock } from '../core/clock.ts';
+import type { HostPort } from '../core/config.ts';
+import type { AppKind, Instance, User } from '../core/types.ts';
+import type { Store } from '../store/store.ts';
+import type { Driver } from '../runtime/driver.ts';
+import { waitReady } from '../runtime/ready.ts';
+import type { GateBackend } from '../gate/backend.ts';
+import type { RoutingTable } from '../gate/routing-table.ts';
+import type { UserService } from './users.ts';
+
+/** What the service needs of the image store (src/images). */
+export interface Images {
+  intake(
+    body: Readable,
+    opts?: { onProgress?: (bytes: number) => void },
+  ): Promise<{ digest: string; size: number; kind: AppKind; entry: string; reused: boolean }>;
+  dir(digest: string): string;
+  remove(digest: string): Promise<void>;
+}
+
+export interface InstanceServiceOptions {
+  store: Store;
+  images: Images;
+  driver: Driver;
+  table: RoutingTable;
+  users: UserService;
+  clock: Clock;
+  domain: string;
+  pharoVm: string;
+  wakeTimeoutMs: number;
+  logDir: string;
+  maxLogBytes: number;
+  /** Extra environment for every app (tests use it to point the stand-in VM). */
+  appEnv?: Record<string, string>;
+  log?: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+interface Live {
+  userId: string;
+  upstream: HostPort | null;
+  starting: Promise<HostPort> | null;
+  /** Reason the current start failed early (process exited before it listened). */
+  exitReason: string | null;
+  abort: AbortController | null;
+}
+
+/**
+ * Instance lifecycle: publish, start/stop within the plan's quota, waking on
+ * demand for the gate (one shared start per instance), crash handling,
+ * aliases, deletion. Policy lives here; drivers only start and stop.
+ */
+export class InstanceService implements GateBackend {
+  readonly #o: InstanceServiceOptions;
+  readonly #live = new Map<string, Live>();
+  /** Access times not yet written to the store: touch() must stay O(1) on the gate's path. */
+  readonly #access = new Map<string, number>();
+  #flushTimer: NodeJS.Timeout | null = null;
+
+  constructor(o: InstanceServiceOptions) {
+    this.#o = o;
+    o.driver.onExit((hostname, info) => this.#onExit(hostname, info.code, info.signal, info.requested));
+  }
+
+  /** Repairs what a crash left (instances marked running with no process) and fills the routing table. */
+  async load(): Promise<void> {
+    await this.#o.driver.recover();
+    for (const i of await this.#o.store.listInstances()) {
+      if (i.state === 'running' || i.state === 'starting') {
+        await this.#o.store.updateInstance(i.hostname, { state: 'asleep', upstream: null });
+      }
+      this.#route(i.hostname, i.alias, null);
+    }
+    this.#flushTimer = setInterval(() => void this.flushAccess(), 2000);
+    this.#flushTimer.unref();
+  }
+
+  async close(): Promise<void> {
+    if (this.#flushTimer) clearInterval(this.#flushTimer);
+    await this.flushAccess();
+    await this.#o.driver.close();
+    for (const [hostname] of this.#live) await this.#o.store.updateInstance(hostname, { state: 'asleep', upstream: null });
+    this.#live.clear();
+  }
+
+  async flushAccess(): Promise<void> {
+    if (this.#access.size === 0) return;
+    const batch = [...this.#access];
+    this.#access.clear();
+    for (const [hostname, at] of batch) await this.#o.store.updateInstance(hostname, { accessAt: at }).catch(() => {});
+  }
+
+  // ---- queries ---------------------------------------------------------
+
+  /** The user's instance by hostname or alias; 404 for anyone else's (existence is not revealed). */
+  async get(user: User, host: string): Promise<Instance> {
+    const h = normalizeHost(host) ?? host.toLowerCase();
+    const i = await this.#o.store.findInstance(h);
+    if (!i || i.userId !== user.id) throw notFound(`instance '${host}'`);
+    return this.#overlay(i);
+  }
+
+  async list(user: User): Promise<Instance[]> {
+    return (await this.#o.store.listInstances(user.id)).map((i) => this.#overlay(i));
+  }
+
+  async ownerOf(hostname: string): Promise<string | null> {
+    return (await this.#o.store.getInstance(hostname))?.userId ?? null;
+  }
+
+  /** Instances running now with their last access, for the idle reaper. */
+  listRunning(): Array<{ hostname: string; accessAt: number }> {
+    const out: Array<{ hostname: string; accessAt: number }> = [];
+    for (const [hostname, live] of this.#live) {
+      if (live.upstream) out.push({ hostname, accessAt: this.#accessOf(hostname) });
+    }
+    return out;
+  }
+
+  #accessOf(hostname: string): number {
+    return this.#access.get(hostname) ?? this.#lastAccess.get(hostname) ?? 0;
+  }
+
+  /** Last flushed access time per instance, so the reaper need not read the store. */
+  readonly #lastAccess = new Map<string, number>();
+
+  #overlay(i: Instance): Instance {
+    const live = this.#live.get(i.hostname);
+    const accessAt = this.#access.get(i.hostname) ?? i.accessAt;
+    if (!live) return { ...i, accessAt, state: i.state === 'failed' ? 'failed' : 'asleep' };
+    return { ...i, accessAt, state: live.upstream ? 'running' : 'starting', upstream: live.upstream ? `${live.upstream.host}:${live.upstream.port}` : null };
+  }
+
+  logFile(hostname: string): string {
+    return join(this.#o.logDir, `${hostname}.log`);
+  }
+
+  // ---- publish / delete ------------------------------------------------
+
+  async publish(user: User, body: Readable, name: string | undefined, onProgress?: (bytes: number) => void): Promise<Instance> {
+    const image = await this.#o.images.intake(body, onProgress ? { onProgress } : {});
+    const now = this.#o.clock.now();
+    await this.#o.store.putImage({ digest: image.digest, size: image.size, kind: image.kind, entry: image.entry, createdAt: now });
+    let hostname = '';
+    for (let tries = 0; ; tries++) {
+      hostname = `${newInstanceLabel()}.${this.#o.domain}`;
+      if (!(await this.#o.store.findInstance(hostname))) break;
+      if (tries > 10) throw new EphError('INTERNAL', 'could not allocate a free hostname');
+    }
+    const instance: Instance = {
+      hostname,
+      userId: user.id,
+      imageDigest: image.digest,
+      imageName: name && name.trim() ? name.trim() : 'archive',
+      alias: null,
+      state: 'asleep',
+      createdAt: now,
+      accessAt: now,
+      lastError: null,
+      upstream: null,
+    };
+    await this.#o.store.insertInstance(instance);
+    this.#route(hostname, null, null);
+    this.#o.log?.('published', { hostname, user: user.id, digest: image.digest, reused: image.reused });
+    return instance;
+  }
+
+  async remove(user: User, host: string): Promise<Instance> {
+    const i = await this.get(user, host);
+    await this.#stopProcess(i.hostname);
+    const { imageOrphaned } = await this.#o.store.deleteInstance(i.hostname);
+    this.#o.table.delete(i.hostname);
+    if (i.alias) this.#o.table.delete(i.alias);
+    this.#access.delete(i.hostname);
+    this.#lastAccess.delete(i.hostname);
+    if (imageOrphaned) {
+      await this.#o.store.deleteImage(i.imageDigest);
+      await this.#o.images.remove(i.imageDigest);
+    }
+    await rm(this.logFile(i.hostname), { force: true });
+    await rm(`${this.logFile(i.hostname)}.1`, { force: true });
+    return i;
+  }
+
+  // ---- properties ------------------------------------------------------
+
+  async setImageName(user: User, host: string, name: unknown): Promise<string> {
+    if (typeof name !== 'string' || name.length === 0 || name.length > 200) {
+      throw new EphError('INVALID_VALUE', 'imageName must be a non-empty JSON string of at most 200 characters');
+    }
+    const i = await this.get(user, host);
+    await this.#o.store.updateInstance(i.hostname, { imageName: name });
+    return name;
+  }
+
+  /**
+   * Sets or clears the alias. Another instance of the same user holding it
+   * loses it (the original's documented behaviour); another user's name, an
+   * instance hostname or a gate domain of another user → 409.
+   */
+  async setAlias(user: User, host: string, value: unknown): Promise<string | null> {
+    if (value !== null && typeof value !== 'string') throw new EphError('INVALID_VALUE', 'alias must be a JSON string or null');
+    const i = await this.get(user, host);
+    let alias: string | null = null;
+    if (value !== null && value !== '') {
+      alias = normalizeHost(value);
+      if (!alias || value.includes(':')) throw new EphError('INVALID_HOSTNAME', `'${value}' is not a valid hostname`);
+      if (isInstanceHostname(alias, this.#o.domain)) {
+        throw new EphError('CONFLICT', `'${alias}' is reserved for instance hostnames`);
+      }
+      const holder = await this.#o.store.findInstance(alias);
+      if (holder && holder.userId !== user.id) throw new EphError('CONFLICT', `alias '${alias}' is used by another user`);
+      const route = await this.#o.store.getRoute(alias);
+      if (route) throw new EphError('CONFLICT', `'${alias}' is a gate domain${route.userId === user.id ? '; unmap it first' : ' of another user'}`);
+    }
+    const { movedFrom } = await this.#o.store.setAlias(i.hostname, alias);
+    if (i.alias && i.alias !== alias) this.#o.table.delete(i.alias);
+    if (alias) this.#o.table.set(alias, [{ hostname: i.hostname, weight: 1 }]);
+    if (movedFrom) this.#o.log?.('alias moved', { alias, from: movedFrom, to: i.hostname });
+    return alias;
+  }
+
+  async setRunning(user: User, host: string, value: unknown): Promise<boolean> {
+    if (typeof value !== 'boolean') throw new EphError('INVALID_VALUE', 'isRunning must be true or false');
+    const i = await this.get(user, host);
+    if (value) await this.start(i.hostname, 'api');
+    else await this.stop(i.hostname);
+    return value;
+  }
+
+  // ---- lifecycle -------------------------------------------------------
+
+  upstream(hostname: string): HostPort | null {
+    const live = this.#live.get(hostname);
+    return live === undefined ? null : live.upstream;
+  }
+
+  touch(hostname: string): void {
+    this.#access.set(hostname, Date.now());
+  }
+
+  wake(hostname: string): Promise<HostPort> {
+    return this.start(hostname, 'visitor');
+  }
+
+  /**
+   * Starts the instance unless it runs already; concurrent callers share one
+   * start. The quota counts running and starting instances of the owner.
+   */
+  async start(hostname: string, by: 'api' | 'visitor'): Promise<HostPort> {
+    const live = this.#live.get(hostname);
+    if (live?.upstream) return live.upstream;
+    if (live?.starting) return live.starting;
+    const i = await this.#o.store.getInstance(hostname);
+    if (!i) throw notFound(`instance '${hostname}'`);
+    // Re-check after the await: another caller may have begun the start meanwhile.
+    const again = this.#live.get(hostname);
+    if (again?.upstream) return again.upstream;
+    if (again?.starting) return again.starting;
+    await this.#checkQuota(i.userId, by);
+    const entry: Live = { userId: i.userId, upstream: null, starting: null, exitReason: null, abort: new AbortController() };
+    this.#live.set(hostname, entry);
+    entry.starting = this.#boot(i, entry);
+    return entry.starting;
+  }
+
+  async #checkQuota(userId: string, by: 'api' | 'visitor'): Promise<void> {
+    const user = await this.#o.store.getUser(userId);
+    if (!user) throw notFound('user');
+    const plan = this.#o.users.plan(user.plan);
+    let running = 0;
+    for (const l of this.#live.values()) if (l.userId === userId) running++;
+    if (running >= plan.maxRunning) {
+      const msg = `plan '${plan.name}' allows ${plan.maxRunning} running instance${plan.maxRunning === 1 ? '' : 's'}; stop one first`;
+      throw new EphError('QUOTA_EXCEEDED', msg, by === 'visitor' ? { retryAfter: 30 } : {});
+    }
+  }
+
+  async #boot(i: Instance, entry: Live): Promise<HostPort> {
+    const started = this.#o.clock.now();
+    try {
+      await this.#o.store.updateInstance(i.hostname, { state: 'starting', lastError: null });
+      const image = await this.#o.store.getImage(i.imageDigest);
+      if (!image) throw new EphError('START_FAILED', `image ${i.imageDigest.slice(0, 12)} is missing`);
+      await mkdir(this.#o.logDir, { recursive: true });
+      const upstream = await this.#o.driver.start({
+        hostname: i.hostname,
+        imageDir: this.#o.images.dir(i.imageDigest),
+        kind: image.kind,
+        entry: image.entry,
+        pharoVm: this.#o.pharoVm,
+        env: { ...this.#o.appEnv, EPH_HOSTNAME: i.hostname },
+        logFile: this.logFile(i.hostname),
+        maxLogBytes: this.#o.maxLogBytes,
+      });
+      await waitReady(upstream, this.#o.wakeTimeoutMs, entry.abort!.signal);
+      entry.upstream = upstream;
+      entry.starting = null;
+      entry.abort = null;
+      const now = this.#o.clock.now();
+      this.#access.set(i.hostname, now);
+      await this.#o.store.updateInstance(i.hostname, { state: 'running', upstream: `${upstream.host}:${upstream.port}`, accessAt: now });
+      this.#o.log?.('started', { hostname: i.hostname, ms: now - started });
+      return upstream;
+    } catch (e) {
+      const err = e instanceof EphError ? e : new EphError('START_FAILED', e instanceof Error ? e.message : String(e));
+      const reason = entry.exitReason ? `${err.message}: ${entry.exitReason}` : err.message;
+      this.#live.delete(i.hostname);
+      await this.#o.driver.stop(i.hostname).catch(() => {});
+      await this.#o.store.updateInstance(i.hostname, { state: 'failed', upstream: null, lastError: reason });
+      this.#o.log?.('start failed', { hostname: i.hostname, reason });
+      throw new EphError(err.code === 'WAKE_TIMEOUT' || err.code === 'QUOTA_EXCEEDED' ? err.code : 'START_FAILED', reason);
+    }
+  }
+
+  async stop(hostname: string): Promise<void> {
+    await this.#stopProcess(hostname);
+    await this.#o.store.updateInstance(hostname, { state: 'asleep', upstream: null });
+  }
+
+  async #stopProcess(hostname: string): Promise<void> {
+    const live = this.#live.get(hostname);
+    if (live) {
+      this.#live.delete(hostname);
+      live.abort?.abort(new EphError('START_FAILED', 'stopped while starting'));
+    }
+    this.#lastAccess.set(hostname, this.#access.get(hostname) ?? this.#lastAccess.get(hostname) ?? 0);
+    await this.#o.driver.stop(hostname);
+  }
+
+  #onExit(hostname: string, code: number | null, signal: string | null, requested: boolean): void {
+    if (requested) return;
+    const live = this.#live.get(hostname);
+    const why = signal ? `the app was killed by ${signal}` : `the app exited with code ${code}`;
+    if (live?.starting && live.abort) {
+      void this.#logTail(hostname).then((tail) => {
+        live.exitReason = tail ? `${why}; log: ${tail}` : why;
+        live.abort?.abort(new EphError('START_FAILED', `${why} before it listened on 8080`));
+      });
+      return;
+    }
+    if (!live) return;
+    // A crash: the next request restarts it (the gate calls wake), and the log keeps the exit line.
+    this.#live.delete(hostname);
+    void this.#o.store.updateInstance(hostname, { state: 'asleep', upstream: null, lastError: `${why} (crashed; restarts on the next request)` });
+    this.#o.log?.('crashed', { hostname, code, signal });
+  }
+
+  async #logTail(hostname: string): Promise<string> {
+    try {
+      const file = this.logFile(hostname);
+      const size = (await stat(file)).size;
+      const text = (await readFile(file)).subarray(Math.max(0, size - 400)).toString('utf8');
+      return text.trim().split('\n').slice(-3).join(' | ');
+    } catch {
+      return '';
+    }
+  }
+
+  #route(hostname: string, alias: string | null, _old: string | null): void {
+    this.#o.table.set(hostname, [{ hostname, weight: 1 }]);
+    if (alias) this.#o.table.set(alias, [{ hostname, weight: 1 }]);
+  }
+}

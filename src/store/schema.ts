@@ -1,0 +1,48 @@
+import type { Generated } from 'kysely';
+
+/** Table shapes as kysely sees them. Times are epoch milliseconds. */
+export interface Tables {
+  users: { id: string; name: string; plan: string; token_hash: string; created_at: number };
+  images: { digest: string; size: number; kind: string; entry: string; created_at: number };
+  instances: {
+    hostname: string;
+    user_id: string;
+    image_digest: string;
+    image_name: string;
+    alias: string | null;
+    state: string;
+    created_at: number;
+    access_at: number;
+    last_error: string | null;
+    upstream: string | null;
+  };
+  gate_routes: {
+    domain: string;
+    user_id: string;
+    targets: string;
+    health_path: string;
+    https_redirect: number;
+    updated_at: number;
+  };
+  route_history: {
+    id: Generated<number>;
+    domain: string;
+    at: number;
+    by_user: string;
+    action: string;
+    from_targets: string;
+    to_targets: string;
+  };
+  appliances: {
+    user_id: string;
+    name: string;
+    kind: string;
+    status: string;
+    port: number;
+    public_port: number;
+    settings: string;
+    psk: string;
+    last_error: string | null;
+    created_at: number;
+  };
+}

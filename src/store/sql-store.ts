@@ -1,0 +1,317 @@
+import type { Kysely, Selectable } from 'kysely';
+import type { ApplianceRecord, AppKind, GateRoute, GateTarget, ImageRecord, Instance, InstanceState, RouteChange, User, ApplianceKind, ApplianceStatus } from '../core/types.ts';
+import { EphError } from '../core/errors.ts';
+import type { InstancePatch, Store } from './store.ts';
+import type { Tables } from './schema.ts';
+import { migrate } from './migrations.ts';
+
+type Row<T extends keyof Tables> = Selectable<Tables[T]>;
+
+const toUser = (r: Row<'users'>): User => ({
+  id: r.id,
+  name: r.name,
+  plan: r.plan,
+  tokenHash: r.token_hash,
+  createdAt: Number(r.created_at),
+});
+
+const toImage = (r: Row<'images'>): ImageRecord => ({
+  digest: r.digest,
+  size: Number(r.size),
+  kind: r.kind as AppKind,
+  entry: r.entry,
+  createdAt: Number(r.created_at),
+});
+
+const toInstance = (r: Row<'instances'>): Instance => ({
+  hostname: r.hostname,
+  userId: r.user_id,
+  imageDigest: r.image_digest,
+  imageName: r.image_name,
+  alias: r.alias,
+  state: r.state as InstanceState,
+  createdAt: Number(r.created_at),
+  accessAt: Number(r.access_at),
+  lastError: r.last_error,
+  upstream: r.upstream,
+});
+
+const toRoute = (r: Row<'gate_routes'>): GateRoute => ({
+  domain: r.domain,
+  userId: r.user_id,
+  targets: JSON.parse(r.targets) as GateTarget[],
+  healthPath: r.health_path,
+  httpsRedirect: Number(r.https_redirect) === 1,
+  updatedAt: Number(r.updated_at),
+});
+
+const toChange = (r: Row<'route_history'>): RouteChange => ({
+  domain: r.domain,
+  at: Number(r.at),
+  by: r.by_user,
+  action: r.action,
+  from: JSON.parse(r.from_targets) as GateTarget[],
+  to: JSON.parse(r.to_targets) as GateTarget[],
+});
+
+const toAppliance = (r: Row<'appliances'>): ApplianceRecord => ({
+  userId: r.user_id,
+  name: r.name,
+  kind: r.kind as ApplianceKind,
+  status: r.status as ApplianceStatus,
+  port: Number(r.port),
+  publicPort: Number(r.public_port),
+  settings: JSON.parse(r.settings) as Record<string, string>,
+  psk: JSON.parse(r.psk) as Record<string, string>,
+  lastError: r.last_error,
+  createdAt: Number(r.created_at),
+});
+
+function isUniqueViolation(e: unknown): boolean {
+  const err = e as { code?: string; message?: string };
+  return err.code === '23505' || err.code === 'SQLITE_CONSTRAINT_UNIQUE' || err.code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
+}
+
+/** The one SQL implementation of Store; sqlite/ and postgres/ only build the kysely dialect. */
+export class SqlStore implements Store {
+  readonly backend: 'sqlite' | 'postgres';
+  readonly #db: Kysely<Tables>;
+
+  constructor(db: Kysely<Tables>, backend: 'sqlite' | 'postgres') {
+    this.#db = db;
+    this.backend = backend;
+  }
+
+  migrate(): Promise<void> {
+    return migrate(this.#db, this.backend);
+  }
+
+  close(): Promise<void> {
+    return this.#db.destroy();
+  }
+
+  async createUser(u: User): Promise<void> {
+    try {
+      await this.#db
+        .insertInto('users')
+        .values({ id: u.id, name: u.name, plan: u.plan, token_hash: u.tokenHash, created_at: u.createdAt })
+        .execute();
+    } catch (e) {
+      if (isUniqueViolation(e)) throw new EphError('CONFLICT', `user '${u.name}' exists already`);
+      throw e;
+    }
+  }
+
+  async getUser(id: string): Promise<User | null> {
+    const r = await this.#db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+    return r ? toUser(r) : null;
+  }
+
+  async getUserByName(name: string): Promise<User | null> {
+    const r = await this.#db.selectFrom('users').selectAll().where('name', '=', name).executeTakeFirst();
+    return r ? toUser(r) : null;
+  }
+
+  async listUsers(): Promise<User[]> {
+    return (await this.#db.selectFrom('users').selectAll().orderBy('created_at').execute()).map(toUser);
+  }
+
+  async putImage(i: ImageRecord): Promise<void> {
+    await this.#db
+      .insertInto('images')
+      .values({ digest: i.digest, size: i.size, kind: i.kind, entry: i.entry, created_at: i.createdAt })
+      .onConflict((oc) => oc.column('digest').doNothing())
+      .execute();
+  }
+
+  async getImage(digest: string): Promise<ImageRecord | null> {
+    const r = await this.#db.selectFrom('images').selectAll().where('digest', '=', digest).executeTakeFirst();
+    return r ? toImage(r) : null;
+  }
+
+  async listImages(): Promise<ImageRecord[]> {
+    return (await this.#db.selectFrom('images').selectAll().execute()).map(toImage);
+  }
+
+  async deleteImage(digest: string): Promise<void> {
+    await this.#db.deleteFrom('images').where('digest', '=', digest).execute();
+  }
+
+  async imageRefs(digest: string): Promise<number> {
+    const r = await this.#db
+      .selectFrom('instances')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .where('image_digest', '=', digest)
+      .executeTakeFirst();
+    return Number(r?.n ?? 0);
+  }
+
+  async insertInstance(i: Instance): Promise<void> {
+    await this.#db
+      .insertInto('instances')
+      .values({
+        hostname: i.hostname,
+        user_id: i.userId,
+        image_digest: i.imageDigest,
+        image_name: i.imageName,
+        alias: i.alias,
+        state: i.state,
+        created_at: i.createdAt,
+        access_at: i.accessAt,
+        last_error: i.lastError,
+        upstream: i.upstream,
+      })
+      .execute();
+  }
+
+  async getInstance(hostname: string): Promise<Instance | null> {
+    const r = await this.#db.selectFrom('instances').selectAll().where('hostname', '=', hostname).executeTakeFirst();
+    return r ? toInstance(r) : null;
+  }
+
+  async findInstance(host: string): Promise<Instance | null> {
+    const r = await this.#db
+      .selectFrom('instances')
+      .selectAll()
+      .where((eb) => eb.or([eb('hostname', '=', host), eb('alias', '=', host)]))
+      .executeTakeFirst();
+    return r ? toInstance(r) : null;
+  }
+
+  async listInstances(userId?: string): Promise<Instance[]> {
+    let q = this.#db.selectFrom('instances').selectAll();
+    if (userId !== undefined) q = q.where('user_id', '=', userId);
+    return (await q.orderBy('created_at').orderBy('hostname').execute()).map(toInstance);
+  }
+
+  async updateInstance(hostname: string, p: InstancePatch): Promise<void> {
+    const set: Partial<Tables['instances']> = {};
+    if (p.imageName !== undefined) set.image_name = p.imageName;
+    if (p.state !== undefined) set.state = p.state;
+    if (p.accessAt !== undefined) set.access_at = p.accessAt;
+    if (p.lastError !== undefined) set.last_error = p.lastError;
+    if (p.upstream !== undefined) set.upstream = p.upstream;
+    if (Object.keys(set).length === 0) return;
+    await this.#db.updateTable('instances').set(set).where('hostname', '=', hostname).execute();
+  }
+
+  async setAlias(hostname: string, alias: string | null): Promise<{ movedFrom: string | null }> {
+    return this.#db.transaction().execute(async (tx) => {
+      let movedFrom: string | null = null;
+      if (alias !== null) {
+        const holder = await tx.selectFrom('instances').select('hostname').where('alias', '=', alias).executeTakeFirst();
+        if (holder && holder.hostname !== hostname) {
+          movedFrom = holder.hostname;
+          await tx.updateTable('instances').set({ alias: null }).where('hostname', '=', holder.hostname).execute();
+        }
+      }
+      await tx.updateTable('instances').set({ alias }).where('hostname', '=', hostname).execute();
+      return { movedFrom };
+    });
+  }
+
+  async deleteInstance(hostname: string): Promise<{ imageOrphaned: boolean }> {
+    return this.#db.transaction().execute(async (tx) => {
+      const row = await tx.selectFrom('instances').select('image_digest').where('hostname', '=', hostname).executeTakeFirst();
+      if (!row) return { imageOrphaned: false };
+      await tx.deleteFrom('instances').where('hostname', '=', hostname).execute();
+      const left = await tx
+        .selectFrom('instances')
+        .select((eb) => eb.fn.countAll().as('n'))
+        .where('image_digest', '=', row.image_digest)
+        .executeTakeFirst();
+      return { imageOrphaned: Number(left?.n ?? 0) === 0 };
+    });
+  }
+
+  async getRoute(domain: string): Promise<GateRoute | null> {
+    const r = await this.#db.selectFrom('gate_routes').selectAll().where('domain', '=', domain).executeTakeFirst();
+    return r ? toRoute(r) : null;
+  }
+
+  async listRoutes(userId?: string): Promise<GateRoute[]> {
+    let q = this.#db.selectFrom('gate_routes').selectAll();
+    if (userId !== undefined) q = q.where('user_id', '=', userId);
+    return (await q.orderBy('domain').execute()).map(toRoute);
+  }
+
+  async saveRoute(domain: string, route: GateRoute | null, change: RouteChange): Promise<void> {
+    await this.#db.transaction().execute(async (tx) => {
+      if (route === null) {
+        await tx.deleteFrom('gate_routes').where('domain', '=', domain).execute();
+      } else {
+        const values = {
+          domain,
+          user_id: route.userId,
+          targets: JSON.stringify(route.targets),
+          health_path: route.healthPath,
+          https_redirect: route.httpsRedirect ? 1 : 0,
+          updated_at: route.updatedAt,
+        };
+        await tx
+          .insertInto('gate_routes')
+          .values(values)
+          .onConflict((oc) => oc.column('domain').doUpdateSet({ ...values }))
+          .execute();
+      }
+      await tx
+        .insertInto('route_history')
+        .values({
+          domain,
+          at: change.at,
+          by_user: change.by,
+          action: change.action,
+          from_targets: JSON.stringify(change.from),
+          to_targets: JSON.stringify(change.to),
+        })
+        .execute();
+    });
+  }
+
+  async history(domain: string, limit?: number): Promise<RouteChange[]> {
+    let q = this.#db.selectFrom('route_history').selectAll().where('domain', '=', domain).orderBy('id', 'desc');
+    if (limit !== undefined) q = q.limit(limit);
+    const rows = await q.execute();
+    return rows.map(toChange);
+  }
+
+  async putAppliance(a: ApplianceRecord): Promise<void> {
+    const values = {
+      user_id: a.userId,
+      name: a.name,
+      kind: a.kind,
+      status: a.status,
+      port: a.port,
+      public_port: a.publicPort,
+      settings: JSON.stringify(a.settings),
+      psk: JSON.stringify(a.psk),
+      last_error: a.lastError,
+      created_at: a.createdAt,
+    };
+    await this.#db
+      .insertInto('appliances')
+      .values(values)
+      .onConflict((oc) => oc.columns(['user_id', 'name']).doUpdateSet({ ...values }))
+      .execute();
+  }
+
+  async getAppliance(userId: string, name: string): Promise<ApplianceRecord | null> {
+    const r = await this.#db
+      .selectFrom('appliances')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .where('name', '=', name)
+      .executeTakeFirst();
+    return r ? toAppliance(r) : null;
+  }
+
+  async listAppliances(userId?: string): Promise<ApplianceRecord[]> {
+    let q = this.#db.selectFrom('appliances').selectAll();
+    if (userId !== undefined) q = q.where('user_id', '=', userId);
+    return (await q.orderBy('name').execute()).map(toAppliance);
+  }
+
+  async deleteAppliance(userId: string, name: string): Promise<void> {
+    await this.#db.deleteFrom('appliances').where('user_id', '=', userId).where('name', '=', name).execute();
+  }
+}
