@@ -1,0 +1,34 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import multipart from '@fastify/multipart';
+import type { Logger } from 'pino';
+import type { ApiDeps } from './deps.ts';
+import { errorHandler } from './errors.ts';
+import { registerArchiveParser } from './upload.ts';
+import { compatRoutes } from './compat-routes.ts';
+import { v1Routes } from './v1-routes.ts';
+import { EphError } from '../core/errors.ts';
+
+/** Builds the control API (compat + /v1) over the services; `extra` lets server.ts add route plugins (appliances). */
+export async function buildApi(deps: ApiDeps, logger: Logger | false, extra: Array<(app: FastifyInstance) => void> = []): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: logger || undefined,
+    logger: logger ? undefined : false,
+    // Publishes stream past this limit; it bounds only the small JSON bodies.
+    bodyLimit: 1024 * 1024,
+    // The Pharo client waits up to 60 s for a publish answer; big uploads on slow links need longer.
+    requestTimeout: 0,
+    disableRequestLogging: !logger,
+    return503OnClosing: true,
+    forceCloseConnections: true,
+  } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
+  await app.register(multipart);
+  registerArchiveParser(app);
+  // curl scripts send `-d true` as a form body; parse those as text and read the value in the route.
+  app.addContentTypeParser(['text/plain', 'application/x-www-form-urlencoded'], { parseAs: 'string' }, (_req, body, done) => done(null, body));
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((req, reply) => errorHandler(new EphError('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`), req, reply));
+  compatRoutes(app, deps);
+  v1Routes(app, deps);
+  for (const add of extra) add(app);
+  return app;
+}

@@ -1,0 +1,14 @@
+import type { InstanceService } from '../services/instances.ts';
+import type { UserService } from '../services/users.ts';
+import type { RouteService } from '../gate/route-service.ts';
+
+/** What the HTTP API is built from; server.ts fills it. */
+export interface ApiDeps {
+  users: UserService;
+  instances: InstanceService;
+  routes: RouteService | null;
+  maxArchiveBytes: number;
+  /** Port visitors use, for the URLs the API shows. */
+  gatePort: number;
+  domain: string;
+}

@@ -1,0 +1,33 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { EphError, isEphError, type ErrorCode } from '../core/errors.ts';
+
+/** Fastify's own failures, mapped onto our catalogue so every error body has one shape. */
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'ARCHIVE_TOO_LARGE',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'BAD_REQUEST',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'BAD_REQUEST',
+  FST_ERR_VALIDATION: 'BAD_REQUEST',
+  FST_REQ_FILE_TOO_LARGE: 'ARCHIVE_TOO_LARGE',
+  FST_INVALID_MULTIPART_CONTENT_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+};
+
+export function toEphError(err: unknown): EphError {
+  if (isEphError(err)) return err;
+  const fe = err as Partial<FastifyError>;
+  const code = fe.code ? FASTIFY_CODES[fe.code] : undefined;
+  if (code) return new EphError(code, fe.message);
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return new EphError('BAD_REQUEST', fe.message);
+  }
+  return new EphError('INTERNAL', 'internal error', { cause: err });
+}
+
+/** The one place errors become HTTP answers: `{"error":{"code","message"}}` with the catalogue's status. */
+export function errorHandler(err: unknown, req: FastifyRequest, reply: FastifyReply): void {
+  const e = toEphError(err);
+  if (e.code === 'INTERNAL') req.log.error({ err }, 'internal error');
+  if (e.retryAfter !== undefined) reply.header('retry-after', String(e.retryAfter));
+  if (e.status === 401) reply.header('www-authenticate', 'Basic realm="ephemeric"');
+  void reply.status(e.status).type('application/json').send({ error: { code: e.code, message: e.message } });
+}

@@ -1,0 +1,149 @@
+import { ERROR_CATALOGUE } from '../core/errors.ts';
+
+const json = (schema: object) => ({ content: { 'application/json': { schema } } });
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const ok = (schema: object, description = 'OK') => ({ description, ...json(schema) });
+const errors = { default: { description: 'Error (see the error catalogue)', ...json(ref('Error')) } };
+const hostParam = { name: 'host', in: 'path', required: true, description: 'Instance hostname or alias', schema: { type: 'string' } };
+const domainParam = { name: 'domain', in: 'path', required: true, schema: { type: 'string' } };
+
+/** The /v1 API described for clients and generators; built once, served at /v1/openapi.json. */
+export function openApiDocument(): object {
+  return DOC;
+}
+
+const DOC = {
+  openapi: '3.1.0',
+  info: {
+    title: 'Ephemeric API',
+    version: '1',
+    description:
+      'Modern API of Ephemeric. The original Pharocloud API lives at /api/ephemerics/user/{userID} and is kept byte-compatible. Authenticate with HTTP Basic (userID:token).',
+  },
+  components: {
+    securitySchemes: { basic: { type: 'http', scheme: 'basic' } },
+    schemas: {
+      Error: {
+        type: 'object',
+        required: ['error'],
+        properties: {
+          error: {
+            type: 'object',
+            required: ['code', 'message'],
+            properties: { code: { type: 'string', enum: Object.keys(ERROR_CATALOGUE) }, message: { type: 'string' } },
+          },
+        },
+      },
+      Instance: {
+        type: 'object',
+        properties: {
+          hostname: { type: 'string', example: 'eph-865894e7.eph.localhost' },
+          alias: { type: ['string', 'null'] },
+          imageName: { type: 'string' },
+          isRunning: { type: 'boolean' },
+          state: { type: 'string', enum: ['asleep', 'starting', 'running', 'failed'] },
+          accessTime: { type: 'string', format: 'date-time' },
+          createdTime: { type: 'string', format: 'date-time' },
+          url: { type: 'string' },
+          lastError: { type: ['string', 'null'] },
+          imageDigest: { type: 'string' },
+        },
+      },
+      GateTarget: { type: 'object', required: ['hostname', 'weight'], properties: { hostname: { type: 'string' }, weight: { type: 'integer', minimum: 0, maximum: 100 } } },
+      GateRoute: {
+        type: 'object',
+        properties: {
+          domain: { type: 'string' },
+          targets: { type: 'array', items: ref('GateTarget') },
+          healthPath: { type: 'string' },
+          httpsRedirect: { type: 'boolean' },
+          updatedAt: { type: 'integer' },
+        },
+      },
+      RouteChange: {
+        type: 'object',
+        properties: {
+          domain: { type: 'string' },
+          at: { type: 'integer' },
+          by: { type: 'string' },
+          action: { type: 'string' },
+          from: { type: 'array', items: ref('GateTarget') },
+          to: { type: 'array', items: ref('GateTarget') },
+        },
+      },
+    },
+  },
+  security: [{ basic: [] }],
+  paths: {
+    '/v1/health': { get: { security: [], summary: 'Liveness', responses: { 200: ok({ type: 'object' }) } } },
+    '/v1/me': { get: { summary: 'The authenticated user and plan', responses: { 200: ok({ type: 'object' }), ...errors } } },
+    '/v1/instances': {
+      get: { summary: 'List instances', responses: { 200: ok({ type: 'object', properties: { instances: { type: 'array', items: ref('Instance') } } }), ...errors } },
+      post: {
+        summary: 'Publish an archive (zip, tar, tar.gz) as a new, sleeping instance',
+        parameters: [{ name: 'X-Name', in: 'header', schema: { type: 'string' } }],
+        requestBody: {
+          content: {
+            'application/zip': { schema: { type: 'string', format: 'binary' } },
+            'application/gzip': { schema: { type: 'string', format: 'binary' } },
+            'application/x-tar': { schema: { type: 'string', format: 'binary' } },
+            'multipart/form-data': { schema: { type: 'object', properties: { archive: { type: 'string', format: 'binary' } } } },
+          },
+        },
+        responses: { 201: ok(ref('Instance'), 'Created'), ...errors },
+      },
+    },
+    '/v1/instances/{host}': {
+      parameters: [hostParam],
+      get: { summary: 'One instance', responses: { 200: ok(ref('Instance')), ...errors } },
+      patch: {
+        summary: 'Change alias, imageName or running',
+        requestBody: json({ type: 'object', properties: { alias: { type: ['string', 'null'] }, imageName: { type: 'string' }, running: { type: 'boolean' } } }),
+        responses: { 200: ok(ref('Instance')), ...errors },
+      },
+      delete: { summary: 'Stop and delete', responses: { 200: ok({ type: 'object' }), ...errors } },
+    },
+    '/v1/instances/{host}/start': { parameters: [hostParam], post: { summary: 'Start (within the plan limit)', responses: { 200: ok(ref('Instance')), ...errors } } },
+    '/v1/instances/{host}/stop': { parameters: [hostParam], post: { summary: 'Stop', responses: { 200: ok(ref('Instance')), ...errors } } },
+    '/v1/instances/{host}/logs': {
+      parameters: [
+        hostParam,
+        { name: 'tail', in: 'query', schema: { type: 'integer' }, description: 'Bytes from the end (default 65536)' },
+        { name: 'follow', in: 'query', schema: { type: 'boolean' } },
+      ],
+      get: { summary: 'The instance log (stdout and stderr)', responses: { 200: { description: 'Log text', content: { 'text/plain': { schema: { type: 'string' } } } }, ...errors } },
+    },
+    '/v1/gate/routes': { get: { summary: 'Gate routes', responses: { 200: ok({ type: 'object', properties: { routes: { type: 'array', items: ref('GateRoute') } } }), ...errors } } },
+    '/v1/gate/routes/{domain}': {
+      parameters: [domainParam],
+      get: { summary: 'One route', responses: { 200: ok(ref('GateRoute')), ...errors } },
+      put: {
+        summary: 'Map a domain to an instance, or split it by weight (health-gated)',
+        requestBody: json({
+          type: 'object',
+          properties: {
+            hostname: { type: 'string' },
+            targets: { type: 'array', items: ref('GateTarget') },
+            healthPath: { type: 'string' },
+            httpsRedirect: { type: 'boolean' },
+            skipHealth: { type: 'boolean' },
+          },
+        }),
+        responses: { 200: ok(ref('GateRoute')), ...errors },
+      },
+      delete: { summary: 'Unmap', responses: { 200: ok({ type: 'object' }), ...errors } },
+    },
+    '/v1/gate/promote': {
+      post: {
+        summary: 'Point `to` at the instance(s) `from` serves',
+        requestBody: json({ type: 'object', required: ['from', 'to'], properties: { from: { type: 'string' }, to: { type: 'string' } } }),
+        responses: { 200: ok(ref('GateRoute')), ...errors },
+      },
+    },
+    '/v1/gate/routes/{domain}/rollback': { parameters: [domainParam], post: { summary: 'Back to the previous targets', responses: { 200: ok(ref('GateRoute')), ...errors } } },
+    '/v1/gate/routes/{domain}/history': {
+      parameters: [domainParam],
+      get: { summary: 'Who changed the route, when, from what to what', responses: { 200: ok({ type: 'object', properties: { history: { type: 'array', items: ref('RouteChange') } } }), ...errors } },
+    },
+  },
+};

@@ -1,0 +1,48 @@
+import type { Command } from 'commander';
+import { loadConfig, type ConfigInput } from '../core/config.ts';
+import { isEphError } from '../core/errors.ts';
+
+/**
+ * `eph serve`: runs the whole cloud in this process until SIGINT/SIGTERM.
+ * @example eph serve --data ./.eph --api 127.0.0.1:7070 --gate 127.0.0.1:8080 --domain eph.localhost --idle-timeout 30m
+ */
+export function serveCommand(program: Command): void {
+  program
+    .command('serve')
+    .description('run the cloud: control API, gate, instances and appliances')
+    .option('--data <dir>', 'data directory (EPH_DATA, default ./.eph)')
+    .option('--api <host:port>', 'control API address (EPH_API, default 127.0.0.1:7070)')
+    .option('--gate <host:port>', 'visitor gate address (EPH_GATE, default 127.0.0.1:8080)')
+    .option('--gate-tls <host:port>', 'HTTPS gate address (EPH_GATE_TLS, default off)')
+    .option('--domain <domain>', 'cloud domain for instance hostnames (EPH_DOMAIN, default eph.localhost)')
+    .option('--idle-timeout <duration>', 'stop instances idle this long (EPH_IDLE_TIMEOUT, default 30m)')
+    .option('--wake-timeout <duration>', 'deadline for a waking instance to accept connections (EPH_WAKE_TIMEOUT, default 60s)')
+    .option('--runtime <driver>', 'process or swarm (EPH_RUNTIME, default process)')
+    .option('--store <spec>', 'sqlite or postgres://… (EPH_STORE, default sqlite)')
+    .option('--pharo-vm <cmd>', 'Pharo VM command (EPH_PHARO_VM, default pharo)')
+    .option('--max-archive <size>', 'archive size limit (EPH_MAX_ARCHIVE, default 50MB)')
+    .option('--plans <list>', 'plan limits, e.g. free=1,standard=10 (EPH_PLANS)')
+    .option('--public-host <host>', 'address of appliance TLS-PSK endpoints (EPH_PUBLIC_HOST, default 127.0.0.1)')
+    .option('--json', 'print the start-up summary as JSON')
+    .action(async (flags: ConfigInput & { json?: boolean }) => {
+      try {
+        const config = loadConfig(flags);
+        const { startCloud } = await import('../server.ts');
+        const cloud = await startCloud(config);
+        const summary = { api: cloud.apiUrl, gate: cloud.gateUrl, domain: config.domain, data: config.dataDir, store: cloud.store.backend, isolation: cloud.driver.isolation };
+        if (flags.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+        let stopping = false;
+        const stop = async () => {
+          if (stopping) return;
+          stopping = true;
+          await cloud.close();
+          process.exit(0);
+        };
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
+      } catch (e) {
+        process.stderr.write(`eph: ${isEphError(e) ? e.message : e instanceof Error ? e.message : String(e)}\n`);
+        process.exit(1);
+      }
+    });
+}
