@@ -1,3 +1,4 @@
+import { constants } from 'node:crypto';
 import { connect as tcpConnect } from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import { createServer } from 'node:tls';
@@ -10,6 +11,10 @@ import { HANDSHAKE_TIMEOUT_MS, PSK_CIPHERS } from './tls-psk-options.ts';
 /** An authenticated connection, as reported to `onConnection`. */
 export interface PskConnectionInfo {
   identity: string;
+  /** e.g. `TLSv1.3`. */
+  protocol: string;
+  /** OpenSSL name of the negotiated suite, e.g. `TLS_AES_128_GCM_SHA256`. */
+  cipher: string;
   remoteAddress: string;
   remotePort: number;
 }
@@ -69,6 +74,11 @@ export async function startPskEndpoint(opts: PskEndpointOptions): Promise<PskEnd
     minVersion: 'TLSv1.2',
     allowHalfOpen: true,
     handshakeTimeout: opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
+    // A resumed session skips pskCallback: a client holding a ticket would
+    // keep getting in after its identity was revoked. No tickets, and Node
+    // keeps no server-side session cache, so every connection is a full
+    // PSK handshake checked against the current identities.
+    secureOptions: constants.SSL_OP_NO_TICKET,
     pskCallback(socket: TLSSocket, identity: string): Buffer | null {
       const key = opts.identities().get(identity);
       if (key === undefined) return null;
@@ -87,7 +97,12 @@ export async function startPskEndpoint(opts: PskEndpointOptions): Promise<PskEnd
     const upstream = tcpConnect({ host: opts.target.host, port: opts.target.port, allowHalfOpen: true });
     live.set(tls, identity);
     splice(tls, upstream, () => live.delete(tls));
-    opts.onConnection?.({ identity, remoteAddress: tls.remoteAddress ?? '', remotePort: tls.remotePort ?? 0 });
+    opts.onConnection?.({
+      identity,
+      protocol: tls.getProtocol() ?? '',
+      cipher: tls.getCipher()?.name ?? '',
+      remoteAddress: tls.remoteAddress ?? '', remotePort: tls.remotePort ?? 0,
+    });
   });
 
   // Without a listener these are silent anyway; with one, the caller can log
