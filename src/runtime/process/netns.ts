@@ -1,0 +1,123 @@
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { EphError } from '../../core/errors.ts';
+import type { AddressBlock } from './address-pool.ts';
+
+/** Names of the kernel objects that belong to one instance. */
+export interface NamespaceNames {
+  /** Network namespace, e.g. `eph-1a2b3c4d`. */
+  ns: string;
+  /** Host end of the veth pair (interface names are limited to 15 bytes). */
+  hostVeth: string;
+}
+
+const INSTANCE_LABEL = /^eph-([0-9a-f]{8})(?:\.|$)/;
+
+/**
+ * Derives namespace and veth names from an instance hostname: the 8 hex
+ * digits of `eph-xxxxxxxx.<domain>`, or a hash for any other hostname.
+ * `prefix` (1..6 chars of [a-z0-9]) keeps separate drivers (tests) apart.
+ */
+export function namesFor(hostname: string, prefix: string): NamespaceNames {
+  const hex = INSTANCE_LABEL.exec(hostname)?.[1] ?? createHash('sha256').update(hostname).digest('hex').slice(0, 8);
+  return { ns: `${prefix}-${hex}`, hostVeth: `v${prefix}${hex}` };
+}
+
+/** Matches the namespace names `namesFor` produces for `prefix`. */
+export function namespacePattern(prefix: string): RegExp {
+  return new RegExp(`^${prefix}-[0-9a-f]{8}$`);
+}
+
+/** Matches the host veth names `namesFor` produces for `prefix`. */
+export function vethPattern(prefix: string): RegExp {
+  return new RegExp(`^v${prefix}[0-9a-f]{8}$`);
+}
+
+/** Runs `ip ARGS` (optionally feeding a -batch script on stdin) and returns its stdout. */
+export function ip(args: string[], stdin?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = execFile('ip', args, { timeout: 10_000 }, (err, stdout, stderr) => {
+      if (err) reject(new EphError('START_FAILED', `ip ${args.join(' ')}: ${stderr.trim() || err.message}`, { cause: err }));
+      else resolve(stdout);
+    });
+    if (stdin !== undefined) child.stdin?.end(stdin);
+  });
+}
+
+/**
+ * Creates the namespace, a veth pair with the namespace end named eth0,
+ * the /30 addresses, `lo` up and a default route via the host end (so the
+ * app reaches host services on the host's addresses; nothing is forwarded
+ * beyond the host). A leftover namespace of the same name is replaced.
+ */
+export async function createNamespace(names: NamespaceNames, block: AddressBlock): Promise<void> {
+  await deleteNamespace(names);
+  await ip(['netns', 'add', names.ns]);
+  try {
+    const p = block.prefixLength;
+    await ip(['-batch', '-'], [
+      `link add ${names.hostVeth} type veth peer name eth0 netns ${names.ns}`,
+      `addr add ${block.hostIp}/${p} dev ${names.hostVeth}`,
+      `link set ${names.hostVeth} up`,
+      '',
+    ].join('\n'));
+    await ip(['-n', names.ns, '-batch', '-'], [
+      'link set lo up',
+      `addr add ${block.nsIp}/${p} dev eth0`,
+      'link set eth0 up',
+      `route add default via ${block.hostIp}`,
+      '',
+    ].join('\n'));
+  } catch (e) {
+    await deleteNamespace(names);
+    throw e;
+  }
+}
+
+/** Deletes the namespace (which destroys the veth pair) and a stray host veth; never throws. */
+export async function deleteNamespace(names: NamespaceNames): Promise<void> {
+  await ip(['netns', 'delete', names.ns]).catch(() => undefined);
+  await ip(['link', 'delete', names.hostVeth]).catch(() => undefined);
+}
+
+/** Names of all network namespaces on this host. */
+export async function listNamespaces(): Promise<string[]> {
+  const out = await ip(['netns', 'list']);
+  return out.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((n) => n.length > 0);
+}
+
+/** Names of all veth interfaces in the host namespace. */
+export async function listVeths(): Promise<string[]> {
+  const out = await ip(['-o', 'link', 'show', 'type', 'veth']);
+  const names: string[] = [];
+  for (const line of out.split('\n')) {
+    const m = /^\d+:\s+([^:@\s]+)/.exec(line);
+    if (m) names.push(m[1]!);
+  }
+  return names;
+}
+
+/** Pids of processes whose network namespace is `ns`. */
+export async function namespacePids(ns: string): Promise<number[]> {
+  const out = await ip(['netns', 'pids', ns]).catch(() => '');
+  return out.split('\n').map(Number).filter((n) => Number.isInteger(n) && n > 0);
+}
+
+/** SIGKILLs every process left in the namespace. */
+export async function killNamespacePids(ns: string): Promise<void> {
+  for (const pid of await namespacePids(ns)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** IPv4 addresses configured on the host's interfaces. */
+export async function hostAddresses(): Promise<Set<string>> {
+  const out = await ip(['-o', '-4', 'addr', 'show']);
+  const set = new Set<string>();
+  for (const m of out.matchAll(/\binet\s+(\d+\.\d+\.\d+\.\d+)/g)) set.add(m[1]!);
+  return set;
+}

@@ -1,0 +1,409 @@
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { EphError } from '../../core/errors.ts';
+import type { HostPort } from '../../core/config.ts';
+import type { Driver, ExitInfo, LaunchSpec } from '../driver.ts';
+import { AddressPool } from './address-pool.ts';
+import type { AddressBlock } from './address-pool.ts';
+import { buildCommand } from './command.ts';
+import { findExecutable, findFirstExecutable, realpathOr } from './executables.ts';
+import { freeLoopbackPort } from './free-port.ts';
+import { BoundedLog } from './log-file.ts';
+import {
+  createNamespace,
+  deleteNamespace,
+  hostAddresses,
+  killNamespacePids,
+  listNamespaces,
+  listVeths,
+  namesFor,
+  namespacePattern,
+  vethPattern,
+} from './netns.ts';
+import type { NamespaceNames } from './netns.ts';
+import { groupMembers, procStat, signalEach, signalGroup } from './process-group.ts';
+import { sandboxArgv, unreachableBySandbox } from './sandbox.ts';
+import { STUNNEL_NAMES, instanceStunnelConfig, withStunnel } from './stunnel.ts';
+
+/** Options of {@link ProcessDriver}. */
+export interface ProcessDriverOptions {
+  /** Directory for per-instance state (DATA/run): pid records, stunnel config copies. */
+  stateDir: string;
+  /**
+   * `netns`: a network namespace + bubblewrap sandbox per instance, every app on
+   * port 8080 (needs root, `ip`, `bwrap`, `setpriv`); `port`: a loopback port
+   * per instance, no sandbox; `auto` (default): netns when possible.
+   */
+  isolation?: 'auto' | 'netns' | 'port';
+  /** Private IPv4 range cut into one /30 per instance (default 10.213.0.0/16). */
+  subnet?: string;
+  /**
+   * Prefix of namespace and veth names (default `eph`, giving `eph-1a2b3c4d`);
+   * 1..6 characters [a-z0-9]. recover() only touches names with this prefix.
+   */
+  prefix?: string;
+  /** Time between SIGTERM and SIGKILL on stop (default 3000 ms). */
+  stopGraceMs?: number;
+}
+
+/** The port every app listens on inside its own namespace, as in the original cloud. */
+export const APP_PORT = 8080;
+
+/** Where the sandbox sees the instance's copy of stunnel.conf. */
+const SANDBOX_STUNNEL_CONF = '/run/eph/stunnel.conf';
+
+/** How long to wait for stdout/stderr to close after the process exited. */
+const PIPE_CLOSE_GRACE_MS = 2000;
+
+interface Instance {
+  hostname: string;
+  names: NamespaceNames;
+  block: AddressBlock | null;
+  port: number | null;
+  child: ChildProcess | null;
+  log: BoundedLog | null;
+  requested: boolean;
+  started: Promise<HostPort>;
+  exited: Promise<void>;
+  markExited: () => void;
+  killTimer: NodeJS.Timeout | null;
+}
+
+/** What recover() needs to find a process left by a crashed server. */
+interface PidRecord {
+  hostname: string;
+  pid: number;
+  startTime: number;
+}
+
+/**
+ * Runs each instance as a local process.
+ *
+ * As root (isolation `auto` or `netns`) every instance gets its own network
+ * namespace `eph-xxxxxxxx` joined to the host by a veth pair on a private /30,
+ * and runs as uid/gid 65534 in a bubblewrap sandbox (read-only system dirs and
+ * image dir, private /tmp, own pid namespace), listening on 8080 at the
+ * namespace address. Otherwise each instance gets a free loopback port in PORT.
+ *
+ * @example
+ * const driver = new ProcessDriver({ stateDir: join(dataDir, 'run') });
+ * await driver.recover();
+ * const upstream = await driver.start(spec); // { host: '10.213.0.2', port: 8080 }
+ * await waitReady(upstream, 60_000);
+ */
+export class ProcessDriver implements Driver {
+  readonly name = 'process';
+  readonly isolation: string;
+  /** The isolation actually in use. */
+  readonly mode: 'netns' | 'port';
+  readonly #stateDir: string;
+  readonly #prefix: string;
+  readonly #graceMs: number;
+  readonly #pool: AddressPool;
+  readonly #instances = new Map<string, Instance>();
+  readonly #listeners: ((hostname: string, info: ExitInfo) => void)[] = [];
+
+  constructor(opts: ProcessDriverOptions) {
+    this.#stateDir = opts.stateDir;
+    this.#prefix = opts.prefix ?? 'eph';
+    if (!/^[a-z0-9]{1,6}$/.test(this.#prefix)) {
+      throw new EphError('INVALID_CONFIG', `prefix: expected 1..6 characters [a-z0-9], got '${this.#prefix}'`);
+    }
+    this.#graceMs = opts.stopGraceMs ?? 3000;
+    this.#pool = new AddressPool(opts.subnet ?? '10.213.0.0/16');
+    const wanted = opts.isolation ?? 'auto';
+    const missing = netnsBlocker();
+    if (wanted === 'port') {
+      this.mode = 'port';
+      this.isolation = 'port per instance on 127.0.0.1: namespaces turned off (isolation=port)';
+    } else if (missing === null) {
+      this.mode = 'netns';
+      this.isolation = `network namespace per instance (${opts.subnet ?? '10.213.0.0/16'}), apps on port ${APP_PORT} as uid 65534 in bubblewrap`;
+    } else if (wanted === 'netns') {
+      throw new EphError('DEPENDENCY_MISSING', `isolation netns needs ${missing}`);
+    } else {
+      this.mode = 'port';
+      this.isolation = `port per instance on 127.0.0.1, no sandbox: ${missing}`;
+    }
+  }
+
+  start(spec: LaunchSpec): Promise<HostPort> {
+    const existing = this.#instances.get(spec.hostname);
+    if (existing) return existing.started;
+    let markExited = (): void => undefined;
+    const exited = new Promise<void>((r) => (markExited = r));
+    const inst: Instance = {
+      hostname: spec.hostname,
+      names: namesFor(spec.hostname, this.#prefix),
+      block: null,
+      port: null,
+      child: null,
+      log: null,
+      requested: false,
+      started: Promise.resolve({ host: '', port: 0 }),
+      exited,
+      markExited,
+      killTimer: null,
+    };
+    this.#instances.set(spec.hostname, inst);
+    inst.started = this.#launch(inst, spec).catch(async (e: unknown) => {
+      inst.log?.note(`start failed: ${errorText(e)}`);
+      await this.#release(inst);
+      if (this.#instances.get(spec.hostname) === inst) this.#instances.delete(spec.hostname);
+      inst.markExited();
+      throw e instanceof EphError ? e : new EphError('START_FAILED', errorText(e), { cause: e });
+    });
+    return inst.started;
+  }
+
+  async stop(hostname: string): Promise<void> {
+    const inst = this.#instances.get(hostname);
+    if (!inst) return;
+    try {
+      await inst.started;
+    } catch {
+      return; // a failed start has cleaned up after itself
+    }
+    if (!inst.requested) {
+      inst.requested = true;
+      this.#terminate(inst);
+      inst.killTimer = setTimeout(() => this.#kill(inst), this.#graceMs);
+    }
+    await inst.exited;
+  }
+
+  isRunning(hostname: string): boolean {
+    return this.#instances.has(hostname);
+  }
+
+  onExit(listener: (hostname: string, info: ExitInfo) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  /**
+   * Kills processes recorded by a previous run that are still alive, and (in
+   * netns mode) deletes leftover namespaces and veths with this driver's
+   * prefix, killing whatever still runs in them.
+   */
+  async recover(): Promise<void> {
+    await mkdir(this.#stateDir, { recursive: true });
+    const live = new Set([...this.#instances.values()].map((i) => i.names.ns));
+    for (const entry of await readdir(this.#stateDir)) {
+      const ns = entry.replace(/\.json$/, '');
+      if (!namespacePattern(this.#prefix).test(ns) || live.has(ns)) continue;
+      if (entry.endsWith('.json')) {
+        const rec = await readPidRecord(join(this.#stateDir, entry));
+        // The start time tells our process from an unrelated one that got the same pid.
+        if (rec && procStat(rec.pid)?.startTime === rec.startTime) signalGroup(rec.pid, 'SIGKILL');
+      }
+      await rm(join(this.#stateDir, entry), { recursive: true, force: true });
+    }
+    if (this.mode !== 'netns') return;
+    const nsPattern = namespacePattern(this.#prefix);
+    for (const ns of await listNamespaces()) {
+      if (!nsPattern.test(ns) || live.has(ns)) continue;
+      await killNamespacePids(ns);
+      await deleteNamespace({ ns, hostVeth: `v${ns.replace('-', '')}` });
+    }
+    const liveVeths = new Set([...this.#instances.values()].map((i) => i.names.hostVeth));
+    const vPattern = vethPattern(this.#prefix);
+    for (const veth of await listVeths()) {
+      if (vPattern.test(veth) && !liveVeths.has(veth)) {
+        await deleteNamespace({ ns: `${this.#prefix}-${veth.slice(1 + this.#prefix.length)}`, hostVeth: veth });
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#instances.keys()].map((h) => this.stop(h)));
+  }
+
+  async #launch(inst: Instance, spec: LaunchSpec): Promise<HostPort> {
+    const cmd = buildCommand(spec, process.env.PATH ?? '');
+    const instDir = join(this.#stateDir, inst.names.ns);
+    await rm(instDir, { recursive: true, force: true });
+    await mkdir(instDir, { recursive: true });
+
+    let argv = cmd.argv;
+    let stunnelConf: string | null = null;
+    if (cmd.stunnelConf) {
+      const stunnel = findFirstExecutable(STUNNEL_NAMES);
+      if (!stunnel) throw new EphError('DEPENDENCY_MISSING', 'stunnel.conf sits beside the app but stunnel is not installed (Debian: stunnel4)');
+      stunnelConf = join(instDir, 'stunnel.conf');
+      await writeFile(stunnelConf, instanceStunnelConfig(await readFile(cmd.stunnelConf, 'utf8')), { mode: 0o644 });
+      argv = withStunnel(argv, stunnel, this.mode === 'netns' ? SANDBOX_STUNNEL_CONF : stunnelConf);
+      cmd.needs.push(dirname(stunnel), dirname(realpathOr(stunnel)));
+    }
+
+    const nodeDir = dirname(realpathOr(process.execPath));
+    const sandboxNode = this.mode === 'port' || unreachableBySandbox(nodeDir) === null;
+    const env: Record<string, string> = {
+      PATH: [...new Set([...(sandboxNode ? [nodeDir] : []), '/usr/local/bin', '/usr/bin', '/bin', '/usr/sbin', '/sbin'])].join(':'),
+      LANG: 'C.UTF-8',
+      HOME: this.mode === 'netns' ? '/tmp' : join(instDir, 'home'),
+      ...spec.env,
+    };
+
+    let upstream: HostPort;
+    let spawnArgv: string[];
+    let cwd: string;
+    const extraFds: number[] = [];
+    if (this.mode === 'netns') {
+      const readOnly = [spec.imageDir, cmd.cwd, ...cmd.needs];
+      for (const dir of readOnly) {
+        const blocked = unreachableBySandbox(dir);
+        if (blocked) {
+          throw new EphError('START_FAILED', `${blocked} is not readable by the sandbox user (uid 65534): make ${dir} and its parents world-readable`);
+        }
+      }
+      if (sandboxNode) readOnly.push(nodeDir);
+      inst.block = this.#pool.allocate(await hostAddresses());
+      await createNamespace(inst.names, inst.block);
+      env.PORT = String(APP_PORT);
+      env.EPH_HOST_ADDR = inst.block.hostIp;
+      upstream = { host: inst.block.nsIp, port: APP_PORT };
+      const files: { fd: number; dest: string }[] = [];
+      if (stunnelConf) {
+        extraFds.push(openSync(stunnelConf, 'r'));
+        files.push({ fd: 3, dest: SANDBOX_STUNNEL_CONF });
+      }
+      const label = spec.hostname.split('.')[0]!.slice(0, 63);
+      spawnArgv = ['ip', 'netns', 'exec', inst.names.ns, ...sandboxArgv({ readOnly, files, cwd: cmd.cwd, hostname: label, argv })];
+      cwd = '/';
+    } else {
+      await mkdir(env.HOME!, { recursive: true });
+      inst.port = await freeLoopbackPort(new Set(this.#usedPorts()));
+      env.PORT = String(inst.port);
+      upstream = { host: '127.0.0.1', port: inst.port };
+      spawnArgv = argv;
+      cwd = cmd.cwd;
+    }
+
+    inst.log = await BoundedLog.open(spec.logFile, spec.maxLogBytes);
+    inst.log.note(`starting ${describeIsolation(this.mode, inst)}: ${argv.join(' ')}`);
+    const child = spawn(spawnArgv[0]!, spawnArgv.slice(1), {
+      cwd,
+      env,
+      // Own process group: stop() and exit clean-up signal the whole group.
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe', ...extraFds],
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.once('spawn', resolve);
+        child.once('error', reject);
+      });
+    } finally {
+      for (const fd of extraFds) closeSync(fd);
+    }
+    inst.child = child;
+    const log = inst.log;
+    child.stdout!.pipe(log, { end: false });
+    child.stderr!.pipe(log, { end: false });
+    const pid = child.pid!;
+    let exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+    child.once('exit', (code, signal) => {
+      exit = { code, signal };
+      // Whatever the app left behind in its group or namespace goes with it.
+      signalGroup(pid, 'SIGKILL');
+      if (this.mode === 'netns') void killNamespacePids(inst.names.ns);
+      // A daemon that escaped the group may still hold the pipes open.
+      setTimeout(() => {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+      }, PIPE_CLOSE_GRACE_MS).unref();
+    });
+    child.once('close', (code, signal) => {
+      void this.#finish(inst, exit ?? { code, signal });
+    });
+    const record: PidRecord = { hostname: spec.hostname, pid, startTime: procStat(pid)?.startTime ?? 0 };
+    // Only recover() after a crash reads it; failing to write it must not fail a running start.
+    await writeFile(join(this.#stateDir, `${inst.names.ns}.json`), JSON.stringify(record)).catch(() => undefined);
+    return upstream;
+  }
+
+  #terminate(inst: Instance): void {
+    const pid = inst.child?.pid;
+    if (pid === undefined) return;
+    if (this.mode === 'netns') {
+      // Not the outer bwrap (the group leader): its death would SIGKILL the
+      // sandbox at once (--die-with-parent) and cut the app's shutdown short.
+      const inner = groupMembers(pid).filter((p) => p !== pid);
+      if (inner.length > 0) return signalEach(inner, 'SIGTERM');
+    }
+    signalGroup(pid, 'SIGTERM');
+  }
+
+  #kill(inst: Instance): void {
+    const pid = inst.child?.pid;
+    if (pid !== undefined) signalGroup(pid, 'SIGKILL');
+    if (this.mode === 'netns') void killNamespacePids(inst.names.ns);
+  }
+
+  async #finish(inst: Instance, exit: { code: number | null; signal: NodeJS.Signals | null }): Promise<void> {
+    if (inst.killTimer) clearTimeout(inst.killTimer);
+    const how = exit.signal ? `killed by signal ${exit.signal}` : `exited with code ${exit.code}`;
+    inst.log?.note(`${how}${inst.requested ? ' (stop requested)' : ''}`);
+    await inst.log?.close().catch(() => undefined);
+    await this.#release(inst);
+    if (this.#instances.get(inst.hostname) === inst) this.#instances.delete(inst.hostname);
+    inst.markExited();
+    const info: ExitInfo = { code: exit.code, signal: exit.signal, requested: inst.requested };
+    for (const listener of this.#listeners) {
+      try {
+        listener(inst.hostname, info);
+      } catch {
+        // a listener's failure is its own; the others still hear about the exit
+      }
+    }
+  }
+
+  /** Frees the namespace, address block, port and state files of an instance; never throws. */
+  async #release(inst: Instance): Promise<void> {
+    if (inst.log && !inst.child) await inst.log.close().catch(() => undefined);
+    if (inst.block) {
+      await killNamespacePids(inst.names.ns);
+      await deleteNamespace(inst.names);
+      this.#pool.release(inst.block);
+      inst.block = null;
+    }
+    inst.port = null;
+    await rm(join(this.#stateDir, inst.names.ns), { recursive: true, force: true }).catch(() => undefined);
+    await rm(join(this.#stateDir, `${inst.names.ns}.json`), { force: true }).catch(() => undefined);
+  }
+
+  *#usedPorts(): Iterable<number> {
+    for (const i of this.#instances.values()) if (i.port !== null) yield i.port;
+  }
+}
+
+/** Why network namespaces cannot be used here, or null when they can. */
+function netnsBlocker(): string | null {
+  if (process.getuid?.() !== 0) return 'not root';
+  const missing = ['ip', 'bwrap', 'setpriv'].filter((c) => findExecutable(c) === null);
+  return missing.length > 0 ? `${missing.join(', ')} not installed` : null;
+}
+
+function describeIsolation(mode: 'netns' | 'port', inst: Instance): string {
+  return mode === 'netns' && inst.block
+    ? `in namespace ${inst.names.ns} at ${inst.block.nsIp}:${APP_PORT}`
+    : `on 127.0.0.1:${inst.port}`;
+}
+
+async function readPidRecord(path: string): Promise<PidRecord | null> {
+  try {
+    const rec = JSON.parse(await readFile(path, 'utf8')) as Partial<PidRecord>;
+    return typeof rec.pid === 'number' && typeof rec.startTime === 'number' && typeof rec.hostname === 'string'
+      ? { hostname: rec.hostname, pid: rec.pid, startTime: rec.startTime }
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

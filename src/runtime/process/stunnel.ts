@@ -1,0 +1,33 @@
+/** Debian names the binary stunnel4; other systems call it stunnel. */
+export const STUNNEL_NAMES = ['stunnel4', 'stunnel'] as const;
+
+// Options that would make stunnel daemonize, drop privileges it does not
+// have, or write outside the sandbox; the instance copy replaces them.
+const DROPPED = new Set(['foreground', 'pid', 'setuid', 'setgid', 'chroot', 'output']);
+
+/**
+ * The instance's copy of a user's stunnel.conf: forces `foreground = yes`
+ * (so stunnel lives and dies with the app and logs to the instance log) and
+ * an empty `pid =` (no pid file: the sandbox has nowhere to write one).
+ * Relative paths (e.g. `PSKsecrets = psk.txt`) keep working because stunnel
+ * runs in the directory that holds stunnel.conf.
+ *
+ * @example
+ * instanceStunnelConfig('[db]\nclient = yes\naccept = 127.0.0.1:5432\nconnect = db.example:27037\nPSKsecrets = psk.txt\n')
+ */
+export function instanceStunnelConfig(source: string): string {
+  const kept = source.split(/\r?\n/).filter((line) => {
+    const m = /^\s*([A-Za-z]+)\s*=/.exec(line);
+    return !(m && DROPPED.has(m[1]!.toLowerCase()));
+  });
+  return ['; instance copy written by ephemeric', 'foreground = yes', 'pid =', ...kept].join('\n') + '\n';
+}
+
+/**
+ * Prefixes `argv` with a shell that starts stunnel in the background and then
+ * execs the app, so the app keeps its pid and stunnel shares its sandbox,
+ * namespace and process group (and is killed with them).
+ */
+export function withStunnel(argv: readonly string[], stunnel: string, conf: string): string[] {
+  return ['/bin/sh', '-c', '"$1" "$2" & shift 2; exec "$@"', 'eph-stunnel', stunnel, conf, ...argv];
+}
