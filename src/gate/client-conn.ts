@@ -1,0 +1,878 @@
+import type { Socket } from 'node:net';
+import type { HostPort } from '../core/config.ts';
+import { isEphError } from '../core/errors.ts';
+import { normalizeHost } from '../core/ids.ts';
+import type { GateBackend } from './backend.ts';
+import { PAGES, httpsRedirect, page, startingPage, unknownHostPage } from './error-pages.ts';
+import {
+  CHUNK_BAD,
+  CHUNK_MORE,
+  ChunkScanner,
+  RequestHead,
+  ResponseHead,
+  cookieValue,
+  parseRequestHead,
+  parseResponseHead,
+} from './http-parse.ts';
+import type { GateMetrics } from './metrics.ts';
+import { STICKY_COOKIE, type RoutingTable } from './routing-table.ts';
+import type { UpstreamConn, UpstreamOwner, UpstreamPool } from './upstream-pool.ts';
+import type { WakeQueue } from './wake-queue.ts';
+
+/** pino-compatible: the gate logs one JSON object per request at info level. */
+export interface AccessLogger {
+  info(obj: object, msg?: string): void;
+}
+
+/** Everything the connections of one gate share. Built once by createGate. */
+export interface GateContext {
+  table: RoutingTable;
+  backend: GateBackend;
+  pool: UpstreamPool;
+  wakes: WakeQueue;
+  metrics: GateMetrics;
+  logger: AccessLogger | null;
+  wakeHtmlAfterMs: number;
+  maxHeaderBytes: number;
+  headersTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  bodyTimeoutMs: number;
+  /** Port that HTTP→HTTPS redirects point at. */
+  httpsPort: () => number;
+  /** Instance hostname → exchanges in flight and open tunnels. */
+  active: Map<string, number>;
+  /** Raw Host value → normalized host, so that repeat visitors skip normalizeHost. */
+  hostCache: Map<string, string | null>;
+  conns: Set<ClientConn>;
+}
+
+const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
+/** Bytes read ahead of the current exchange (pipelined requests) before reading pauses. */
+const STASH_LIMIT = 64 * 1024;
+const MAX_RESPONSE_HEAD = 64 * 1024;
+const HOST_CACHE_LIMIT = 4096;
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+// Connection phases.
+const P_HEAD = 0;
+const P_EXCHANGE = 1;
+const P_TUNNEL = 2;
+/** The gate ended its side and drains what the client still sends, so the answer is not lost to a reset. */
+const P_CLOSING = 3;
+const P_CLOSED = 4;
+
+// Response body framing.
+const R_HEAD = 0;
+const R_NONE = 1;
+const R_LENGTH = 2;
+const R_CHUNKED = 3;
+const R_CLOSE = 4;
+const R_DONE = 5;
+
+/**
+ * One visitor connection: reads request heads, routes each to an instance,
+ * and forwards bytes both ways. Exchanges run one at a time (pipelined
+ * requests wait in a bounded stash); listeners are attached once and all
+ * per-request state lives in fields, so a keep-alive request allocates little
+ * more than its forwarded head.
+ */
+export class ClientConn implements UpstreamOwner {
+  readonly socket: Socket;
+  readonly #ctx: GateContext;
+  readonly #tls: boolean;
+  readonly #remote: string;
+  /** `X-Forwarded-Proto` and the start of `X-Forwarded-Host`, fixed per listener. */
+  readonly #xfTail: string;
+  #phase = P_HEAD;
+  #paused = false;
+  /** A partial request head. */
+  #buf: Buffer | null = null;
+  /** Bytes read past the current exchange's head: its body (until an upstream is ready) or pipelined requests. */
+  #stash: Buffer | null = null;
+  #driving = false;
+  #served = 0;
+  #connectedAt: number;
+  #headStartedAt = 0;
+  #idleSince = 0;
+  #lastReadAt = 0;
+  #closingSince = 0;
+  #clientEnded = false;
+
+  // The exchange in flight.
+  readonly #rh = new RequestHead();
+  #exchangeId = 0;
+  #startAt = 0;
+  #routeHost = '';
+  #instance: string | null = null;
+  #fwdHead = '';
+  #closeAfter = false;
+  #upgrade = false;
+  #isHead = false;
+  #setCookie: string | null = null;
+  #reqDone = true;
+  #bodyRemaining = 0;
+  #chunkedReq = false;
+  readonly #reqScanner = new ChunkScanner();
+  #retryable = false;
+  #retries = 0;
+  #woke = false;
+  #waking = false;
+  #htmlTimer: NodeJS.Timeout | null = null;
+  #upstream: UpstreamConn | null = null;
+  #headSent = false;
+  /** The upstream cannot take more now: client reading pauses until it drains. */
+  #upBlocked = false;
+  /** The client cannot take more now: upstream reading paused until it drains. */
+  #upstreamPaused = false;
+
+  // The response in flight.
+  readonly #rs = new ResponseHead();
+  #resState = R_HEAD;
+  #rbuf: Buffer | null = null;
+  #resRemaining = 0;
+  readonly #resScanner = new ChunkScanner();
+  #gotResponse = false;
+  #resStarted = false;
+  #reusable = false;
+  #status = 0;
+
+  constructor(socket: Socket, ctx: GateContext, tls: boolean) {
+    this.socket = socket;
+    this.#ctx = ctx;
+    this.#tls = tls;
+    this.#remote = socket.remoteAddress ?? '';
+    this.#xfTail = `\r\nX-Forwarded-Proto: ${tls ? 'https' : 'http'}\r\nX-Forwarded-Host: `;
+    this.#connectedAt = this.#idleSince = performance.now();
+    socket.setNoDelay(true);
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('error', noop);
+    socket.on('close', this.#onClose);
+    socket.on('drain', this.#onDrain);
+    ctx.conns.add(this);
+    ctx.metrics.connections++;
+  }
+
+  // ---- visitor side ---------------------------------------------------------
+
+  #onData = (chunk: Buffer): void => {
+    this.#lastReadAt = performance.now();
+    switch (this.#phase) {
+      case P_HEAD:
+        this.#onHeadBytes(chunk);
+        break;
+      case P_EXCHANGE:
+        if (!this.#reqDone && this.#headSent && this.#stash === null) {
+          const used = this.#forwardBody(chunk, 0);
+          if (used < chunk.length && this.#phase === P_EXCHANGE) this.#stashBytes(chunk.subarray(used));
+        } else this.#stashBytes(chunk);
+        break;
+      case P_TUNNEL:
+        if (this.#upstream !== null && !this.#upstream.socket.write(chunk)) {
+          this.#upBlocked = true;
+          this.#syncReading();
+        }
+        break;
+      default:
+        break; // closing: discard
+    }
+  };
+
+  #stashBytes(b: Buffer): void {
+    this.#stash = this.#stash === null ? b : Buffer.concat([this.#stash, b]);
+    if (this.#stash.length > STASH_LIMIT) this.#syncReading();
+  }
+
+  #onHeadBytes(chunk: Buffer): void {
+    let b = chunk;
+    if (this.#buf !== null) {
+      b = Buffer.concat([this.#buf, chunk]);
+      this.#buf = null;
+    }
+    let start = 0;
+    // RFC 9112 §2.2: empty lines before a request line are ignored.
+    while (start + 1 < b.length && b[start] === 13 && b[start + 1] === 10) start += 2;
+    if (start >= b.length) return;
+    const idx = b.indexOf(CRLFCRLF, start);
+    if (idx < 0) {
+      if (b.length - start > this.#ctx.maxHeaderBytes) return this.#reject(PAGES.headersTooLarge, 431);
+      if (this.#buf === null && chunk === b) this.#headStartedAt = this.#lastReadAt || performance.now();
+      this.#buf = start === 0 ? b : b.subarray(start);
+      return;
+    }
+    if (idx + 4 - start > this.#ctx.maxHeaderBytes) return this.#reject(PAGES.headersTooLarge, 431);
+    this.#stash = idx + 4 < b.length ? b.subarray(idx + 4) : null;
+    this.#startExchange(b.toString('latin1', start, idx + 4));
+  }
+
+  /** Runs the pipelined requests that arrived during the previous exchange. */
+  #drive(): void {
+    if (this.#driving) return;
+    this.#driving = true;
+    while (this.#phase === P_HEAD && this.#stash !== null) {
+      const b = this.#stash;
+      this.#stash = null;
+      this.#onHeadBytes(b);
+    }
+    this.#driving = false;
+    this.#syncReading();
+  }
+
+  #startExchange(h: string): void {
+    const ctx = this.#ctx;
+    const rh = this.#rh;
+    this.#exchangeId++;
+    this.#startAt = performance.now();
+    this.#phase = P_EXCHANGE;
+    this.#routeHost = '';
+    this.#instance = null;
+    this.#status = 0;
+    this.#resStarted = false;
+    if (!parseRequestHead(h, rh)) {
+      const p = rh.error === 505 ? PAGES.badVersion : rh.error === 501 ? PAGES.notImplemented : PAGES.badRequest;
+      return this.#reject(p, rh.error);
+    }
+    this.#isHead = rh.method === 'HEAD';
+    this.#reqDone = rh.bodyless;
+    this.#closeAfter = rh.wantsClose;
+    const raw = rh.absoluteHost ?? rh.host;
+    if (raw === null) return this.#reject(PAGES.badHost, 400);
+    let host = ctx.hostCache.get(raw);
+    if (host === undefined) {
+      host = normalizeHost(raw);
+      if (ctx.hostCache.size >= HOST_CACHE_LIMIT) ctx.hostCache.clear();
+      ctx.hostCache.set(raw, host);
+    }
+    if (host === null) return this.#reject(PAGES.badHost, 400);
+    const route = ctx.table.get(host);
+    if (route === undefined || route.targets.length === 0) {
+      return this.#answer(unknownHostPage(host, !this.#reqDone || this.#closeAfter, this.#isHead), 404);
+    }
+    this.#routeHost = host;
+    if (!this.#tls && route.httpsRedirect) {
+      return this.#answer(httpsRedirect(host, ctx.httpsPort(), rh.target, !this.#reqDone || this.#closeAfter), 308);
+    }
+    let instance: string;
+    this.#setCookie = null;
+    if (route.cumulative === null) instance = route.targets[0]!.hostname;
+    else {
+      const sticky = cookieValue(rh.cookie, STICKY_COOKIE);
+      instance = ctx.table.pick(route, sticky);
+      if (sticky !== instance) this.#setCookie = `Set-Cookie: ${STICKY_COOKIE}=${instance}; Path=/; HttpOnly; SameSite=Lax\r\n`;
+    }
+    this.#instance = instance;
+    ctx.active.set(instance, (ctx.active.get(instance) ?? 0) + 1);
+    ctx.backend.touch(instance);
+
+    this.#upgrade = rh.connUpgrade && rh.upgrade !== null;
+    this.#fwdHead = this.#forwardHead(h, rh);
+    this.#chunkedReq = rh.chunked;
+    this.#bodyRemaining = rh.contentLength > 0 ? rh.contentLength : 0;
+    if (rh.chunked) this.#reqScanner.reset();
+    this.#retryable = this.#reqDone && IDEMPOTENT.has(rh.method);
+    this.#retries = 0;
+    this.#woke = false;
+    this.#headSent = false;
+    const up = ctx.backend.upstream(instance);
+    if (up !== null) this.#attach(up);
+    else this.#wake();
+    this.#syncReading();
+  }
+
+  /** The head sent upstream: hop-by-hop and client-set X-Forwarded-* lines dropped, ours added. */
+  #forwardHead(h: string, rh: RequestHead): string {
+    const drop = rh.drop;
+    let s: string;
+    let from: number;
+    if (rh.absoluteHost === null) {
+      s = '';
+      from = 0;
+    } else {
+      s = `${rh.method} ${rh.target} HTTP/1.${rh.minor}\r\nHost: ${rh.absoluteHost}\r\n`;
+      from = rh.headersStart;
+    }
+    for (let i = 0; i < drop.length; i += 2) {
+      s += h.slice(from, drop[i]);
+      from = drop[i + 1]!;
+    }
+    s += h.slice(from, h.length - 2);
+    s += `X-Forwarded-For: ${rh.xff === null ? this.#remote : `${rh.xff}, ${this.#remote}`}${this.#xfTail}${rh.absoluteHost ?? rh.host}\r\n`;
+    if (this.#upgrade) s += `Connection: upgrade\r\nUpgrade: ${rh.upgrade}\r\n`;
+    return `${s}\r\n`;
+  }
+
+  // ---- waking ---------------------------------------------------------------
+
+  #wake(): void {
+    const id = this.#exchangeId;
+    const instance = this.#instance!;
+    this.#waking = true;
+    this.#ctx.wakes.wake(instance).then(
+      (up) => this.#onWoken(id, up),
+      (err: unknown) => this.#onWakeFailed(id, err),
+    );
+    const rh = this.#rh;
+    if (
+      this.#htmlTimer === null &&
+      this.#ctx.wakeHtmlAfterMs > 0 &&
+      (rh.method === 'GET' || this.#isHead) &&
+      this.#reqDone &&
+      !this.#upgrade &&
+      rh.accept !== null &&
+      rh.accept.includes('text/html')
+    ) {
+      this.#htmlTimer = setTimeout(this.#onHtmlTimer, this.#ctx.wakeHtmlAfterMs, id);
+      this.#htmlTimer.unref();
+    }
+  }
+
+  #onWoken(id: number, up: HostPort): void {
+    if (id !== this.#exchangeId || this.#phase !== P_EXCHANGE || !this.#waking) return;
+    this.#waking = false;
+    this.#clearHtmlTimer();
+    this.#attach(up);
+    this.#syncReading();
+  }
+
+  #onWakeFailed(id: number, err: unknown): void {
+    if (id !== this.#exchangeId || this.#phase !== P_EXCHANGE || !this.#waking) return;
+    this.#waking = false;
+    this.#clearHtmlTimer();
+    const close = !this.#reqDone || this.#closeAfter;
+    const head = this.#isHead;
+    const host = this.#routeHost;
+    if (!isEphError(err)) {
+      this.#ctx.logger?.info({ host, instance: this.#instance, err: String(err) }, 'wake failed');
+      return this.#answer(page(502, 'Bad gateway', `The application at ${host} could not be started.`, { close, head }), 502);
+    }
+    switch (err.code) {
+      case 'QUOTA_EXCEEDED':
+        return this.#answer(
+          page(503, 'Over the plan limit', `The application at ${host} cannot start now: ${err.message}.`, {
+            close,
+            head,
+            retryAfter: err.retryAfter ?? 60,
+          }),
+          503,
+        );
+      case 'START_FAILED':
+        return this.#answer(
+          page(502, 'The application failed to start', `The application at ${host} failed to start: ${err.message}`, { close, head }),
+          502,
+        );
+      case 'WAKE_TIMEOUT':
+        return this.#answer(
+          page(504, 'The application did not start in time', `The application at ${host} did not accept connections in time.`, {
+            close,
+            head,
+          }),
+          504,
+        );
+      case 'NOT_FOUND':
+        return this.#answer(unknownHostPage(host, close, head), 404);
+      default: {
+        const status = err.status >= 500 ? 502 : err.status;
+        return this.#answer(page(status, 'The application is unavailable', err.message, { close, head }), status);
+      }
+    }
+  }
+
+  #onHtmlTimer = (id: number): void => {
+    this.#htmlTimer = null;
+    if (id !== this.#exchangeId || this.#phase !== P_EXCHANGE || !this.#waking) return;
+    // The wake carries on; the page reloads itself and lands on the instance once it is up.
+    this.#waking = false;
+    this.#answer(startingPage(this.#routeHost, 2, this.#isHead), 503);
+  };
+
+  #clearHtmlTimer(): void {
+    if (this.#htmlTimer !== null) {
+      clearTimeout(this.#htmlTimer);
+      this.#htmlTimer = null;
+    }
+  }
+
+  // ---- request forwarding ---------------------------------------------------
+
+  #attach(up: HostPort): void {
+    this.#resState = R_HEAD;
+    this.#rbuf = null;
+    this.#gotResponse = false;
+    this.#upBlocked = false;
+    this.#upstreamPaused = false;
+    const c = this.#ctx.pool.acquire(this.#instance!, up, this);
+    this.#upstream = c;
+    // A new connection gets nothing until it is up: if connecting fails, nothing was sent, so any request may be retried.
+    if (c.connected) this.#sendRequest(c);
+  }
+
+  onUpstreamConnect(c: UpstreamConn): void {
+    if (c !== this.#upstream || this.#phase !== P_EXCHANGE) return;
+    this.#sendRequest(c);
+    this.#syncReading();
+  }
+
+  #sendRequest(c: UpstreamConn): void {
+    const s = c.socket;
+    s.cork();
+    s.write(this.#fwdHead, 'latin1');
+    this.#headSent = true;
+    const stash = this.#stash;
+    if (!this.#reqDone && stash !== null) {
+      this.#stash = null;
+      const used = this.#forwardBody(stash, 0);
+      if (used < stash.length && this.#phase === P_EXCHANGE) this.#stash = stash.subarray(used);
+    }
+    s.uncork();
+  }
+
+  /** Forwards request body bytes from b[start..]; returns where the body ended in b (or b.length). */
+  #forwardBody(b: Buffer, start: number): number {
+    let end: number;
+    if (this.#chunkedReq) {
+      const r = this.#reqScanner.scan(b, start, b.length);
+      if (r === CHUNK_BAD) {
+        this.#failExchange(PAGES.badRequest, 400);
+        return b.length;
+      }
+      end = r === CHUNK_MORE ? b.length : r;
+      if (r !== CHUNK_MORE) this.#reqDone = true;
+    } else {
+      end = start + Math.min(this.#bodyRemaining, b.length - start);
+      this.#bodyRemaining -= end - start;
+      if (this.#bodyRemaining === 0) this.#reqDone = true;
+    }
+    if (end > start && !this.#upstream!.socket.write(start === 0 && end === b.length ? b : b.subarray(start, end))) {
+      this.#upBlocked = true;
+    }
+    if (this.#reqDone && this.#resState === R_DONE) this.#finish();
+    return end;
+  }
+
+  onUpstreamDrain(c: UpstreamConn): void {
+    if (c !== this.#upstream || !this.#upBlocked) return;
+    this.#upBlocked = false;
+    this.#syncReading();
+  }
+
+  // ---- response forwarding --------------------------------------------------
+
+  onUpstreamData(c: UpstreamConn, chunk: Buffer): void {
+    if (c !== this.#upstream) return;
+    if (this.#phase === P_TUNNEL) {
+      this.#toClient(chunk);
+      return;
+    }
+    this.#gotResponse = true;
+    let b = chunk;
+    let i = 0;
+    let from = 0;
+    if (this.#resState === R_HEAD) {
+      if (this.#rbuf !== null) {
+        b = Buffer.concat([this.#rbuf, chunk]);
+        this.#rbuf = null;
+      }
+      const rs = this.#rs;
+      for (;;) {
+        const idx = b.indexOf(CRLFCRLF, i);
+        if (idx < 0) {
+          if (b.length - i > MAX_RESPONSE_HEAD) return this.#failExchange(null, 502);
+          this.#rbuf = i === 0 ? b : b.subarray(i);
+          return;
+        }
+        if (!parseResponseHead(b.toString('latin1', i, idx + 4), rs)) return this.#failExchange(null, 502);
+        const headEnd = idx + 4;
+        if (rs.status >= 200) break;
+        if (rs.status === 101) {
+          if (!this.#upgrade) return this.#failExchange(null, 502);
+          return this.#startTunnel(b.subarray(i));
+        }
+        // Interim responses (100 Continue, 103 Early Hints) pass through; the final one follows.
+        this.#resStarted = true;
+        this.#toClient(b.subarray(i, headEnd));
+        i = headEnd;
+        if (i === b.length) return;
+      }
+      this.#status = rs.status;
+      this.#resStarted = true;
+      const headEnd = b.indexOf(CRLFCRLF, i) + 4;
+      if (this.#isHead || rs.status === 204 || rs.status === 304) this.#resState = R_NONE;
+      else if (rs.chunked) {
+        this.#resState = R_CHUNKED;
+        this.#resScanner.reset();
+      } else if (rs.contentLength >= 0) {
+        this.#resState = R_LENGTH;
+        this.#resRemaining = rs.contentLength;
+      } else this.#resState = R_CLOSE;
+      if (this.#upgrade) this.#closeAfter = true; // a declined upgrade: the client may not expect reuse
+      this.#reusable = rs.minor === 1 && !rs.connClose && this.#resState !== R_CLOSE;
+      if (this.#setCookie !== null || (this.#closeAfter && !rs.connClose) || this.#resState === R_CLOSE) {
+        this.#toClient(this.#rewriteHead(b.toString('latin1', i, headEnd)));
+        from = headEnd;
+      } else from = i;
+      i = headEnd;
+    }
+    let end = b.length;
+    switch (this.#resState) {
+      case R_NONE:
+        end = i;
+        this.#resState = R_DONE;
+        break;
+      case R_LENGTH: {
+        const n = Math.min(this.#resRemaining, b.length - i);
+        this.#resRemaining -= n;
+        end = i + n;
+        if (this.#resRemaining === 0) this.#resState = R_DONE;
+        break;
+      }
+      case R_CHUNKED: {
+        const r = this.#resScanner.scan(b, i, b.length);
+        if (r === CHUNK_BAD) {
+          if (from < i) this.#toClient(b.subarray(from, i));
+          return this.#failExchange(null, 502);
+        }
+        if (r !== CHUNK_MORE) {
+          end = r;
+          this.#resState = R_DONE;
+        }
+        break;
+      }
+      default:
+        break; // R_CLOSE: everything until the app closes
+    }
+    if (end > from) this.#toClient(from === 0 && end === b.length ? b : b.subarray(from, end));
+    if (this.#resState === R_DONE) {
+      // Bytes after the response were never asked for: that connection cannot be trusted again.
+      if (end < b.length) this.#reusable = false;
+      if (this.#reqDone) this.#finish();
+      else this.#finishEarly();
+    }
+  }
+
+  /** The response head with the gate's changes: the sticky cookie, and Connection: close when closing. */
+  #rewriteHead(h: string): string {
+    const rs = this.#rs;
+    const closing = this.#closeAfter || this.#resState === R_CLOSE;
+    let s = h.slice(0, h.length - 2);
+    if (closing && rs.drop.length > 0) {
+      s = '';
+      let from = 0;
+      for (let k = 0; k < rs.drop.length; k += 2) {
+        s += h.slice(from, rs.drop[k]);
+        from = rs.drop[k + 1]!;
+      }
+      s += h.slice(from, h.length - 2);
+    }
+    if (this.#setCookie !== null) s += this.#setCookie;
+    if (closing) {
+      s += 'Connection: close\r\n';
+      this.#closeAfter = true;
+    }
+    return `${s}\r\n`;
+  }
+
+  #toClient(b: Buffer | string): void {
+    const ok = typeof b === 'string' ? this.socket.write(b, 'latin1') : this.socket.write(b);
+    if (!ok && this.#upstream !== null && !this.#upstreamPaused) {
+      this.#upstreamPaused = true;
+      this.#upstream.socket.pause();
+    }
+  }
+
+  #onDrain = (): void => {
+    if (this.#upstreamPaused && this.#upstream !== null) {
+      this.#upstreamPaused = false;
+      this.#upstream.socket.resume();
+    }
+  };
+
+  onUpstreamEnd(c: UpstreamConn): void {
+    if (c !== this.#upstream) return;
+    if (this.#phase === P_TUNNEL) {
+      this.socket.end();
+      return;
+    }
+    if (this.#resState === R_CLOSE) {
+      this.#resState = R_DONE;
+      this.#reusable = false;
+      this.#closeAfter = true;
+      if (this.#reqDone) this.#finish();
+      else this.#finishEarly();
+      return;
+    }
+    c.socket.destroy(); // handled as a close below
+  }
+
+  onUpstreamClose(c: UpstreamConn, err: NodeJS.ErrnoException | null): void {
+    if (c !== this.#upstream) return;
+    this.#upstream = null;
+    if (this.#phase === P_TUNNEL) {
+      this.socket.destroySoon();
+      return;
+    }
+    if (this.#phase !== P_EXCHANGE) return;
+    if (!this.#gotResponse) {
+      const code = err?.code;
+      if (!this.#headSent) {
+        // Never connected: the app behind a "running" upstream is gone. Wake it again (once), then retry.
+        if (!this.#woke && (code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE' || err === null)) {
+          this.#woke = true;
+          return this.#wake();
+        }
+      } else if (this.#retryable && this.#retries < 2) {
+        this.#retries++;
+        this.#headSent = false;
+        if (c.reused) {
+          // An idle keep-alive connection the app had closed: try a fresh one.
+          const up = this.#ctx.backend.upstream(this.#instance!);
+          if (up !== null) return this.#attach(up);
+          return this.#wake();
+        }
+        if (!this.#woke) {
+          this.#woke = true;
+          return this.#wake();
+        }
+      }
+      const close = !this.#reqDone || this.#closeAfter;
+      return this.#failExchange(
+        page(502, 'Bad gateway', `The application at ${this.#routeHost} closed the connection without answering.`, {
+          close,
+          head: this.#isHead,
+        }),
+        502,
+      );
+    }
+    // Cut off in the middle of a response: the client cannot be told but by closing.
+    this.#failExchange(null, 502);
+  }
+
+  // ---- WebSockets and other upgrades -----------------------------------------
+
+  #startTunnel(head: Buffer): void {
+    const ctx = this.#ctx;
+    this.#phase = P_TUNNEL;
+    this.#status = 101;
+    ctx.metrics.tunnels++;
+    this.#record();
+    this.#toClient(head);
+    const stash = this.#stash;
+    this.#stash = null;
+    if (stash !== null && this.#upstream !== null && !this.#upstream.socket.write(stash)) this.#upBlocked = true;
+    if (this.#clientEnded) this.#upstream?.socket.end();
+    this.#syncReading();
+  }
+
+  // ---- ends of exchanges ----------------------------------------------------
+
+  #record(): void {
+    const ctx = this.#ctx;
+    const ms = performance.now() - this.#startAt;
+    ctx.metrics.request(this.#routeHost, this.#status, ms / 1000);
+    if (ctx.logger !== null) {
+      ctx.logger.info({
+        host: this.#routeHost || (this.#rh.absoluteHost ?? this.#rh.host),
+        instance: this.#instance,
+        method: this.#rh.method,
+        path: this.#rh.target,
+        status: this.#status,
+        ms: Math.round(ms * 1000) / 1000,
+        remote: this.#remote,
+        tls: this.#tls,
+      });
+    }
+  }
+
+  #release(): void {
+    const inst = this.#instance;
+    if (inst === null) return;
+    this.#instance = null;
+    const active = this.#ctx.active;
+    const n = (active.get(inst) ?? 1) - 1;
+    if (n <= 0) active.delete(inst);
+    else active.set(inst, n);
+  }
+
+  /** Request and response both complete. */
+  #finish(): void {
+    const c = this.#upstream;
+    this.#upstream = null;
+    this.#record();
+    this.#release();
+    this.#served++;
+    if (c !== null) {
+      if (this.#upstreamPaused) c.socket.resume();
+      c.owner = null;
+      if (this.#reusable) this.#ctx.pool.release(c, performance.now());
+      else c.socket.destroy();
+    }
+    this.#upstreamPaused = false;
+    this.#upBlocked = false;
+    if (this.#closeAfter || this.#clientEnded) return this.#closeClient();
+    this.#phase = P_HEAD;
+    this.#idleSince = performance.now();
+    this.#drive();
+  }
+
+  /** The app answered before the request body was all sent: the rest is not forwarded, and the connection closes. */
+  #finishEarly(): void {
+    this.#reusable = false;
+    this.#closeAfter = true;
+    this.#reqDone = true;
+    this.#finish();
+  }
+
+  /** Answers with a page of the gate's own, in place of the app (not yet started answering). */
+  #answer(p: Buffer, status: number): void {
+    this.#status = status;
+    this.#resStarted = true;
+    this.socket.write(p);
+    this.#resState = R_DONE;
+    this.#reusable = false;
+    if (!this.#reqDone) this.#closeAfter = true;
+    this.#reqDone = true;
+    this.#finish();
+  }
+
+  /** Rejects a request that cannot be read safely: answer, then close. */
+  #reject(p: Buffer, status: number): void {
+    this.#closeAfter = true;
+    this.#reqDone = false;
+    this.#upstream = null;
+    this.#phase = P_EXCHANGE;
+    this.#answer(p, status);
+  }
+
+  /** Aborts the exchange: a page if nothing was answered yet, else a cut connection. */
+  #failExchange(p: Buffer | null, status: number): void {
+    const c = this.#upstream;
+    this.#upstream = null;
+    c?.socket.destroy();
+    if (this.#phase !== P_EXCHANGE) return;
+    if (!this.#resStarted) {
+      this.#closeAfter = true;
+      this.#answer(p ?? page(status, 'Bad gateway', 'The application sent a malformed response.', { close: true }), status);
+      return;
+    }
+    this.#status = status;
+    this.#record();
+    this.#release();
+    this.#phase = P_CLOSED;
+    this.socket.destroy();
+  }
+
+  #closeClient(): void {
+    this.#phase = P_CLOSING;
+    this.#closingSince = performance.now();
+    this.#buf = this.#stash = null;
+    this.socket.end();
+    this.#syncReading();
+  }
+
+  #onEnd = (): void => {
+    this.#clientEnded = true;
+    switch (this.#phase) {
+      case P_HEAD:
+        this.#phase = P_CLOSING;
+        this.socket.end();
+        break;
+      case P_TUNNEL:
+        this.#upstream?.socket.end();
+        break;
+      case P_CLOSING:
+        this.socket.destroy();
+        break;
+      case P_EXCHANGE:
+        // A body cut short can never be completed; a whole request is still answered.
+        if (!this.#reqDone) this.#failExchange(PAGES.badRequest, 400);
+        break;
+      default:
+        break;
+    }
+  };
+
+  #onClose = (): void => {
+    const ctx = this.#ctx;
+    const was = this.#phase;
+    this.#phase = P_CLOSED;
+    this.#clearHtmlTimer();
+    ctx.conns.delete(this);
+    ctx.metrics.connections--;
+    if (was === P_TUNNEL) ctx.metrics.tunnels--;
+    if (was === P_EXCHANGE && this.#instance !== null) {
+      // The visitor left before the answer (nginx's 499).
+      if (this.#status === 0) this.#status = 499;
+      this.#record();
+    }
+    this.#release();
+    const c = this.#upstream;
+    this.#upstream = null;
+    c?.socket.destroy();
+  };
+
+  /** Reads from the visitor only when there is somewhere for the bytes to go. */
+  #syncReading(): void {
+    let want: boolean;
+    switch (this.#phase) {
+      case P_HEAD:
+        want = true;
+        break;
+      case P_EXCHANGE:
+        want = this.#reqDone
+          ? this.#stash === null || this.#stash.length <= STASH_LIMIT
+          : this.#headSent && !this.#upBlocked && this.#stash === null;
+        break;
+      case P_TUNNEL:
+        want = !this.#upBlocked;
+        break;
+      case P_CLOSING:
+        want = true;
+        break;
+      default:
+        return;
+    }
+    if (want === this.#paused) {
+      this.#paused = !want;
+      if (want) this.socket.resume();
+      else this.socket.pause();
+    }
+  }
+
+  /** Called about once a second by the gate: slow clients and idle keep-alive connections. */
+  checkTimeouts(now: number): void {
+    const ctx = this.#ctx;
+    switch (this.#phase) {
+      case P_HEAD:
+        if (this.#buf !== null) {
+          if (now - this.#headStartedAt > ctx.headersTimeoutMs) {
+            this.#phase = P_EXCHANGE;
+            this.#reject(PAGES.timeout, 408);
+          }
+        } else if (now - this.#idleSince > (this.#served === 0 ? ctx.headersTimeoutMs : ctx.keepAliveTimeoutMs)) {
+          this.socket.destroy();
+        }
+        break;
+      case P_EXCHANGE:
+        if (!this.#reqDone && this.#headSent && !this.#upBlocked && now - Math.max(this.#lastReadAt, this.#startAt) > ctx.bodyTimeoutMs) {
+          this.#failExchange(PAGES.timeout, 408);
+        }
+        break;
+      case P_CLOSING:
+        if (now - this.#closingSince > 2000) this.socket.destroy();
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** Ends an idle connection (gate shutdown); busy ones finish their exchange first. */
+  closeIdle(): void {
+    if (this.#phase === P_HEAD && this.#buf === null) this.socket.destroy();
+    else this.#closeAfter = true;
+  }
+
+  get connectedAt(): number {
+    return this.#connectedAt;
+  }
+}
+
+function noop(): void {}
