@@ -1,0 +1,124 @@
+import { crc32 } from 'node:zlib';
+import type { Readable } from 'node:stream';
+import yauzl from 'yauzl';
+import type { Entry, ZipFile } from 'yauzl';
+import { EphError } from '../core/errors.ts';
+import { printable, safeEntryPath } from './entry-path.ts';
+import type { TreeWriter } from './tree-writer.ts';
+
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
+const S_IFLNK = 0o120000;
+const S_IFREG = 0o100000;
+const MAX_LINK_TARGET = 4096;
+
+const invalid = (msg: string, cause?: unknown): EphError => new EphError('ARCHIVE_INVALID', msg, { cause });
+const why = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+interface Planned {
+  entry: Entry;
+  name: string;
+  type: 'dir' | 'file' | 'link';
+  mode: number;
+}
+
+/**
+ * Unpacks a zip file into `sink`. The central directory is read and checked
+ * first (names, types, declared sizes, entry count), so an unsafe or
+ * oversized archive fails before a byte is written; then each entry is
+ * inflated with its real size and CRC-32 checked (yauzl checks neither the
+ * CRC nor, with validateEntrySizes off, the size: we do both, so that a lying
+ * header ends as ARCHIVE_TOO_LARGE once the real bytes pass the budget).
+ */
+export async function unpackZip(file: string, sink: TreeWriter): Promise<void> {
+  const { maxEntries, maxUnpackedBytes } = sink.budget.limits;
+  let zip: ZipFile;
+  try {
+    zip = await yauzl.openPromise(file, { lazyEntries: true, autoClose: false, decodeStrings: false, validateEntrySizes: false, strictFileNames: true });
+  } catch (e) {
+    throw invalid(`not a readable zip archive: ${why(e)}`, e);
+  }
+  try {
+    if (zip.entryCount > maxEntries) throw new EphError('ARCHIVE_TOO_LARGE', `archive has ${zip.entryCount} entries, the limit is ${maxEntries}`);
+    const plan: Planned[] = [];
+    let declared = 0;
+    try {
+      for await (const entry of zip.eachEntry()) plan.push(planEntry(entry));
+    } catch (e) {
+      if (e instanceof EphError) throw e;
+      throw invalid(`corrupt zip directory: ${why(e)}`, e);
+    }
+    for (const p of plan) {
+      declared += p.entry.uncompressedSize;
+      if (declared > maxUnpackedBytes) {
+        throw new EphError('ARCHIVE_TOO_LARGE', `archive declares more than ${maxUnpackedBytes} unpacked bytes (limit passed at '${printable(p.name)}')`);
+      }
+    }
+    for (const p of plan) await extract(zip, p, sink);
+  } finally {
+    zip.close();
+  }
+}
+
+function planEntry(entry: Entry): Planned {
+  const name = yauzl.getFileNameLowLevel(entry.generalPurposeBitFlag, entry.fileNameRaw, entry.extraFields, true);
+  safeEntryPath(name);
+  // Unix mode in the high half of the external attributes (0 when written on DOS/Windows).
+  const mode = (entry.externalFileAttributes >>> 16) & 0xffff;
+  const fmt = mode & S_IFMT;
+  let type: Planned['type'];
+  if (name.endsWith('/') || fmt === S_IFDIR) type = 'dir';
+  else if (fmt === S_IFLNK) type = 'link';
+  else if (fmt === 0 || fmt === S_IFREG) type = 'file';
+  else throw new EphError('ARCHIVE_UNSAFE', `entry '${printable(name)}' is a device, FIFO or socket (mode ${fmt.toString(8)})`);
+  if (type !== 'dir') {
+    if (entry.isEncrypted()) throw invalid(`entry '${printable(name)}' is encrypted`);
+    if (entry.compressionMethod !== 0 && entry.compressionMethod !== 8) {
+      throw invalid(`entry '${printable(name)}' uses compression method ${entry.compressionMethod}; only stored and deflate are supported`);
+    }
+  }
+  return { entry, name, type, mode };
+}
+
+async function extract(zip: ZipFile, p: Planned, sink: TreeWriter): Promise<void> {
+  if (p.type === 'dir') return sink.dir(p.name);
+  const data = entryData(zip, p);
+  if (p.type === 'link') {
+    const parts: Buffer[] = [];
+    let n = 0;
+    for await (const chunk of data) {
+      n += chunk.length;
+      if (n > MAX_LINK_TARGET) throw invalid(`symbolic link '${printable(p.name)}' has a target longer than ${MAX_LINK_TARGET} bytes`);
+      parts.push(chunk);
+    }
+    return sink.symlink(p.name, Buffer.concat(parts).toString('utf8'));
+  }
+  await sink.file(p.name, p.mode, data);
+}
+
+/** The entry's bytes; throws ARCHIVE_INVALID at the end when their size or CRC-32 is not the declared one. */
+async function* entryData(zip: ZipFile, p: Planned): AsyncGenerator<Buffer> {
+  let stream: Readable;
+  try {
+    stream = await zip.openReadStreamPromise(p.entry);
+  } catch (e) {
+    throw invalid(`entry '${printable(p.name)}' cannot be read: ${why(e)}`, e);
+  }
+  let crc = 0;
+  let size = 0;
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      crc = crc32(chunk, crc);
+      size += chunk.length;
+      yield chunk;
+    }
+  } catch (e) {
+    throw invalid(`entry '${printable(p.name)}' is corrupt: ${why(e)}`, e);
+  } finally {
+    stream.destroy();
+  }
+  if (size !== p.entry.uncompressedSize) {
+    throw invalid(`entry '${printable(p.name)}' holds ${size} bytes but declares ${p.entry.uncompressedSize}`);
+  }
+  if (crc >>> 0 !== p.entry.crc32 >>> 0) throw invalid(`entry '${printable(p.name)}' is corrupt (CRC-32 mismatch)`);
+}
