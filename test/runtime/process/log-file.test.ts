@@ -1,0 +1,63 @@
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BoundedLog } from '../../../src/runtime/process/log-file.ts';
+import { makeDir, removeDir } from './helpers.ts';
+
+const dirs: string[] = [];
+after(async () => {
+  for (const d of dirs) await removeDir(d);
+});
+
+async function tmp(): Promise<string> {
+  const d = await makeDir({});
+  dirs.push(d);
+  return d;
+}
+
+test('output under the limit is appended unchanged, after what the file already held', async () => {
+  const path = join(await tmp(), 'logs', 'a.log');
+  const first = await BoundedLog.open(path, 1000);
+  first.write('one\n');
+  await first.close();
+  const log = await BoundedLog.open(path, 1000);
+  log.write('two\n');
+  log.note('exited with code 0');
+  await log.close();
+  assert.match(await readFile(path, 'utf8'), /^one\ntwo\n\[eph\] \d{4}-\d\d-\d\dT[\d:.]+Z exited with code 0\n$/);
+});
+
+test('going over the limit keeps only the newest half, from a line start, after a marker line', async () => {
+  const path = join(await tmp(), 'b.log');
+  const log = await BoundedLog.open(path, 1000);
+  for (let i = 0; i < 300; i++) log.write(`line ${String(i).padStart(3, '0')}\n`);
+  await log.close();
+  const text = await readFile(path, 'utf8');
+  assert.ok(text.length <= 1000);
+  const lines = text.split('\n');
+  assert.match(lines[0]!, /^\[eph\] earlier output dropped/);
+  assert.match(lines[1]!, /^line \d{3}$/);
+  assert.equal(lines.at(-2), 'line 299');
+  // Every kept line is whole and they are consecutive.
+  const nums = lines.slice(1, -1).map((l) => Number(l.slice(5)));
+  assert.deepEqual(nums, nums.map((_, i) => nums[0]! + i));
+});
+
+test('a single write bigger than the limit keeps its newest part', async () => {
+  const path = join(await tmp(), 'c.log');
+  const log = await BoundedLog.open(path, 200);
+  log.write('x'.repeat(1000) + '\nlast line\n');
+  await log.close();
+  const text = await readFile(path, 'utf8');
+  assert.ok(text.length <= 200, String(text.length));
+  assert.match(text, /last line\n$/);
+});
+
+test('a file left over a larger limit is cut down when opened', async () => {
+  const path = join(await tmp(), 'd.log');
+  await writeFile(path, 'old line\n'.repeat(500));
+  const log = await BoundedLog.open(path, 300);
+  await log.close();
+  assert.ok((await stat(path)).size <= 300);
+});
