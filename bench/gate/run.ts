@@ -1,0 +1,205 @@
+/**
+ * Gate vs nginx vs HAProxy (issue 4): the same small app behind each proxy,
+ * wrk keep-alive small GETs with 32 connections, rps and p99 for each, and
+ * the ratios. Every peer is started here from its Debian package with a
+ * generated config in a temp dir, one worker/thread each (the gate is one
+ * Node process), and stopped at the end.
+ *
+ *   node bin/run-ts.js bench/gate/run.ts [--duration 5] [--connections 32] [--only gate]
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..', '..');
+const args = process.argv.slice(2);
+const opt = (name: string, dflt: string): string => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
+};
+const DURATION = Number(opt('duration', '5'));
+const CONNS = Number(opt('connections', '32'));
+const ONLY = opt('only', '');
+const HOST = 'eph-00000001.eph.localhost';
+
+const children: ChildProcess[] = [];
+const dir = mkdtempSync(join(tmpdir(), 'eph-bench-gate-'));
+function cleanup(): void {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+  rmSync(dir, { recursive: true, force: true });
+}
+process.on('exit', cleanup);
+process.on('SIGINT', () => process.exit(130));
+
+function have(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const p = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return p;
+}
+
+/** Starts a child that prints `{"port":N}` on its first stdout line. */
+function startJsonChild(cmd: string, argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const c = spawn(cmd, argv, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'], cwd: root });
+  children.push(c);
+  return new Promise((res, rej) => {
+    let out = '';
+    const t = setTimeout(() => rej(new Error(`${argv.join(' ')} did not start`)), 15_000);
+    c.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const nl = out.indexOf('\n');
+      if (nl >= 0) {
+        clearTimeout(t);
+        res((JSON.parse(out.slice(0, nl)) as { port: number }).port);
+      }
+    });
+    c.on('exit', (code) => rej(new Error(`${argv.join(' ')} exited ${code}`)));
+  });
+}
+
+async function waitPort(port: number): Promise<void> {
+  const end = Date.now() + 10_000;
+  for (;;) {
+    const r = spawnSync('wrk', ['-t1', '-c1', '-d1s', `http://127.0.0.1:${port}/`], { encoding: 'utf8' });
+    if (r.stdout.includes('Requests/sec')) return;
+    if (Date.now() > end) throw new Error(`nothing answers on ${port}`);
+    await new Promise((r2) => setTimeout(r2, 100));
+  }
+}
+
+async function startNginx(appPort: number): Promise<number> {
+  const port = await freePort();
+  const d = join(dir, 'nginx');
+  spawnSync('mkdir', ['-p', d]);
+  const conf = join(d, 'nginx.conf');
+  writeFileSync(
+    conf,
+    `worker_processes 1;
+pid ${d}/nginx.pid;
+error_log ${d}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${d}/body; proxy_temp_path ${d}/proxy; fastcgi_temp_path ${d}/fcgi;
+  uwsgi_temp_path ${d}/uwsgi; scgi_temp_path ${d}/scgi;
+  upstream app { server 127.0.0.1:${appPort}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${port};
+    keepalive_requests 1000000;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+    }
+  }
+}
+`,
+  );
+  children.push(spawn('nginx', ['-c', conf, '-p', d, '-g', 'daemon off;'], { stdio: 'inherit' }));
+  await waitPort(port);
+  return port;
+}
+
+async function startHaproxy(appPort: number): Promise<number> {
+  const port = await freePort();
+  const cfg = join(dir, 'haproxy.cfg');
+  writeFileSync(
+    cfg,
+    `global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+  option forwardfor
+  http-reuse always
+frontend f
+  bind 127.0.0.1:${port}
+  default_backend b
+backend b
+  server app 127.0.0.1:${appPort}
+`,
+  );
+  children.push(spawn('haproxy', ['-f', cfg, '-db'], { stdio: 'inherit' }));
+  await waitPort(port);
+  return port;
+}
+
+interface Result {
+  name: string;
+  rps: number;
+  p99ms: number;
+  p50ms: number;
+}
+
+function toMs(v: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
+  if (!m) return NaN;
+  const n = Number(m[1]);
+  return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n;
+}
+
+function wrk(name: string, port: number, seconds: number): Result {
+  const r = spawnSync(
+    'wrk',
+    ['-t2', `-c${CONNS}`, `-d${seconds}s`, '--latency', '-H', `Host: ${HOST}`, `http://127.0.0.1:${port}/`],
+    { encoding: 'utf8', timeout: (seconds + 30) * 1000 },
+  );
+  const out = r.stdout ?? '';
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
+  const p99 = toMs(/\s99%\s+(\S+)/.exec(out)?.[1] ?? '');
+  const p50 = toMs(/\s50%\s+(\S+)/.exec(out)?.[1] ?? '');
+  if (/Non-2xx|Socket errors/.test(out)) console.error(`${name}: ${out.split('\n').filter((l) => /Non-2xx|Socket errors/.test(l)).join('; ')}`);
+  return { name, rps, p99ms: p99, p50ms: p50 };
+}
+
+for (const cmd of ['wrk', 'nginx', 'haproxy']) {
+  if (!have(cmd)) {
+    console.error(`bench/gate: ${cmd} is not installed (Debian: wrk, nginx-light, haproxy)`);
+    process.exit(2);
+  }
+}
+
+const appPort = await startJsonChild(process.execPath, [join(here, 'app.mjs')], {});
+const targets: Array<[string, number]> = [['direct', appPort]];
+if (!ONLY || ONLY === 'nginx') targets.push(['nginx', await startNginx(appPort)]);
+if (!ONLY || ONLY === 'haproxy') targets.push(['haproxy', await startHaproxy(appPort)]);
+const gatePort = await startJsonChild(process.execPath, [join(root, 'bin', 'run-ts.js'), join(here, 'gate-server.ts')], {
+  APP_PORT: String(appPort),
+  GATE_HOST: HOST,
+});
+targets.push(['gate', gatePort]);
+
+const results: Result[] = [];
+for (const [name, port] of targets) {
+  wrk(name, port, 1); // warm-up (JIT, pools)
+  results.push(wrk(name, port, DURATION));
+}
+
+const pad = (s: string, n: number): string => s.padStart(n);
+console.log(`\nwrk -t2 -c${CONNS} -d${DURATION}s keep-alive GET, app: Node http 'ok'; proxies: 1 worker/thread each\n`);
+console.log(`${'target'.padEnd(10)}${pad('rps', 12)}${pad('p50 ms', 10)}${pad('p99 ms', 10)}`);
+for (const r of results) console.log(`${r.name.padEnd(10)}${pad(r.rps.toFixed(0), 12)}${pad(r.p50ms.toFixed(2), 10)}${pad(r.p99ms.toFixed(2), 10)}`);
+const by = (n: string): Result | undefined => results.find((r) => r.name === n);
+const g = by('gate')!;
+for (const peer of ['nginx', 'haproxy']) {
+  const p = by(peer);
+  if (p) console.log(`gate/${peer}: rps ${(g.rps / p.rps).toFixed(2)}x, p99 ${(g.p99ms / p.p99ms).toFixed(2)}x`);
+}
+cleanup();
+process.exit(0);
