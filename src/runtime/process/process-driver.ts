@@ -283,7 +283,7 @@ export class ProcessDriver implements Driver {
     }
 
     inst.log = await BoundedLog.open(spec.logFile, spec.maxLogBytes);
-    inst.log.note(`starting ${describeIsolation(this.mode, inst)}: ${argv.join(' ')}`);
+    inst.log.note(`starting ${describeIsolation(this.mode, inst)}${stunnelConf ? ' with stunnel' : ''}: ${cmd.argv.join(' ')}`);
     const child = spawn(spawnArgv[0]!, spawnArgv.slice(1), {
       cwd,
       env,

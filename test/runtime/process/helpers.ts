@@ -79,8 +79,8 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
   }
 }
 
-/** Pids of live processes whose command line contains `needle`. */
-export async function pidsWithArg(needle: string): Promise<number[]> {
+/** Pids of live processes whose command line contains `needle` (and whose program, argv[0], matches `program`). */
+export async function pidsWithArg(needle: string, program?: RegExp): Promise<number[]> {
   const out: number[] = [];
   for (const name of await readdir('/proc')) {
     const pid = Number(name);
@@ -89,7 +89,7 @@ export async function pidsWithArg(needle: string): Promise<number[]> {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      if (cmdline.includes(needle)) out.push(pid);
+      if (cmdline.includes(needle) && (!program || program.test(cmdline.split('\0')[0]!))) out.push(pid);
     } catch {
       // exited meanwhile
     }
