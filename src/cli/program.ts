@@ -1,0 +1,78 @@
+import { Command, CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { isEphError } from '../core/errors.ts';
+import { applianceCommands } from './appliances.ts';
+import { CliError } from './cli-error.ts';
+import { closeClient } from './client.ts';
+import { gateCommands } from './gate.ts';
+import { instanceCommands } from './instances.ts';
+import { logsCommand } from './logs.ts';
+import { publishCommand } from './publish.ts';
+import { serveCommand } from './serve.ts';
+import { tunnelCommand } from './tunnel.ts';
+import { usersCommand } from './users.ts';
+
+/** Exit status of a wrong command line (unknown command or option, missing argument). */
+export const USAGE_EXIT = 2;
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+/** The `eph` program with every command registered; nothing runs until it is parsed. */
+export function buildProgram(): Command {
+  const program = new Command('eph')
+    .description('Ephemeric: a just-in-time application cloud. Client commands read EPH_URL, EPH_USER and EPH_TOKEN.')
+    .version(version(), '-V, --version')
+    .showSuggestionAfterError(true)
+    // Every parse error becomes one line `eph: <reason>` and a thrown
+    // CommanderError, so that main decides the exit status (2).
+    .exitOverride()
+    .configureOutput({
+      outputError: (str, write) => write(`eph: ${str.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim()}\n`),
+    });
+  serveCommand(program);
+  usersCommand(program);
+  publishCommand(program);
+  instanceCommands(program);
+  logsCommand(program);
+  gateCommands(program);
+  applianceCommands(program);
+  tunnelCommand(program);
+  return program;
+}
+
+/** The exit status for what a command threw, after printing its one line. */
+export function reportFailure(e: unknown): number {
+  if (e instanceof CommanderError) {
+    // Help and version are "errors" only to exitOverride.
+    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.exitCode === 0) return 0;
+    // Commander printed the reason already (or the help, for a bare group command).
+    return USAGE_EXIT;
+  }
+  const message = e instanceof Error ? e.message : String(e);
+  process.stderr.write(`eph: ${message.replace(/\s*[\r\n]+\s*/g, ' ').trim()}\n`);
+  if (e instanceof CliError) return e.exitCode;
+  // A setting that does not parse (a duration, HOST:PORT…) is a usage error.
+  if (isEphError(e)) return e.code === 'INVALID_CONFIG' ? USAGE_EXIT : 1;
+  if (process.env.EPH_DEBUG && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
+  return 1;
+}
+
+/** Runs `eph` with `argv` (process.argv form) and answers the exit status. */
+export async function runCli(argv: readonly string[]): Promise<number> {
+  let status = 0;
+  try {
+    await buildProgram().parseAsync([...argv]);
+  } catch (e) {
+    status = reportFailure(e);
+  } finally {
+    await closeClient();
+  }
+  return status;
+}

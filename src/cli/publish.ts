@@ -1,0 +1,81 @@
+import type { Command } from 'commander';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { InstanceView } from '../api/views.ts';
+import { fileArchiveType } from './archive-type.ts';
+import { CliError } from './cli-error.ts';
+import { apiJson } from './client.ts';
+import { clientAction, clientCommand } from './command-kit.ts';
+import { instanceLine } from './instances.ts';
+import { printJson, printLine } from './output.ts';
+import { countingStream, uploadProgress } from './upload-progress.ts';
+
+interface PublishFlags {
+  name?: string;
+  wait?: boolean;
+  progress?: boolean;
+}
+
+/**
+ * `eph publish ARCHIVE [--name N] [--wait]`: streams the archive to
+ * POST /v1/instances (never loaded into memory), with a progress bar on
+ * stderr; `--wait` then starts the instance and returns once it answers.
+ *
+ * @example eph publish app.zip --name shop --wait
+ */
+export function publishCommand(program: Command): void {
+  const cmd = clientCommand(program, 'publish <archive>', 'upload an application archive (zip, tar, tar.gz) as a new instance')
+    .option('--name <name>', 'a descriptive name (default: the file name)')
+    .option('--wait', 'start the instance and return when it accepts connections')
+    .option('--progress', 'show the upload progress bar even when stderr is not a terminal')
+    .option('--no-progress', 'never show the upload progress bar');
+  clientAction<PublishFlags>(cmd, async (ctx, file) => {
+    const path = file!;
+    const size = await stat(path).then(
+      (s) => {
+        if (!s.isFile()) throw new CliError(`${path}: not a file`);
+        return s.size;
+      },
+      (e: NodeJS.ErrnoException) => {
+        throw new CliError(`${path}: ${e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.message}`);
+      },
+    );
+    const type = await fileArchiveType(path);
+    const name = ctx.opts.name ?? basename(path);
+    const progress = uploadProgress(`uploading ${basename(path)}`, size, ctx.opts.progress ?? process.stderr.isTTY === true);
+    const counter = countingStream((n) => progress.update(n));
+    const source = createReadStream(path);
+    // pipeline() carries a read error into the upload rather than leaving it hanging.
+    let readFailed: Error | undefined;
+    const piped = pipeline(source, counter).catch((e: unknown) => {
+      readFailed = e instanceof Error ? e : new Error(String(e));
+    });
+    let inst: InstanceView;
+    try {
+      inst = await apiJson<InstanceView>(ctx.settings, '/v1/instances', {
+        method: 'POST',
+        body: counter,
+        headers: { 'content-type': type, 'content-length': String(size), 'x-name': encodeURIComponent(name) },
+      });
+    } catch (e) {
+      // A file that fails halfway aborts the upload: report the file, not the connection.
+      if (readFailed) throw new CliError(`${path}: ${readFailed.message}`);
+      throw e;
+    } finally {
+      progress.stop();
+      source.destroy();
+    }
+    await piped;
+    if (ctx.opts.wait) {
+      if (!ctx.json) process.stderr.write(`published ${inst.hostname}; starting…\n`);
+      inst = await apiJson<InstanceView>(ctx.settings, `/v1/instances/${encodeURIComponent(inst.hostname)}/start`, { method: 'POST' });
+      if (inst.state !== 'running') {
+        throw new CliError(`${inst.hostname} did not start${inst.lastError ? `: ${inst.lastError}` : ` (state ${inst.state})`}`);
+      }
+    }
+    if (ctx.json) return printJson(inst);
+    printLine(instanceLine(inst));
+  });
+}
