@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
@@ -115,7 +115,7 @@ export class ProcessDriver implements Driver {
     this.#graceMs = opts.stopGraceMs ?? 3000;
     this.#pool = new AddressPool(opts.subnet ?? '10.213.0.0/16');
     const wanted = opts.isolation ?? 'auto';
-    const missing = netnsBlocker();
+    const missing = netnsUnavailableReason();
     if (wanted === 'port') {
       this.mode = 'port';
       this.isolation = 'port per instance on 127.0.0.1: namespaces turned off (isolation=port)';
@@ -132,7 +132,8 @@ export class ProcessDriver implements Driver {
 
   start(spec: LaunchSpec): Promise<HostPort> {
     const existing = this.#instances.get(spec.hostname);
-    if (existing) return existing.started;
+    // A start while running answers the same upstream; a start while stopping waits for the stop.
+    if (existing) return existing.requested ? existing.exited.then(() => this.start(spec)) : existing.started;
     let markExited = (): void => undefined;
     const exited = new Promise<void>((r) => (markExited = r));
     const inst: Instance = {
@@ -380,11 +381,20 @@ export class ProcessDriver implements Driver {
   }
 }
 
-/** Why network namespaces cannot be used here, or null when they can. */
-function netnsBlocker(): string | null {
+/**
+ * Why network namespaces cannot be used here, or null when they can. Being
+ * root is not enough (a container may deny namespaces, a kernel may deny
+ * unprivileged user namespaces to bwrap), so both are tried once, quickly.
+ */
+export function netnsUnavailableReason(): string | null {
   if (process.getuid?.() !== 0) return 'not root';
-  const missing = ['ip', 'bwrap', 'setpriv'].filter((c) => findExecutable(c) === null);
-  return missing.length > 0 ? `${missing.join(', ')} not installed` : null;
+  const missing = ['ip', 'bwrap', 'setpriv', 'unshare'].filter((c) => findExecutable(c) === null);
+  if (missing.length > 0) return `${missing.join(', ')} not installed`;
+  const ok = (argv: string[]): boolean => spawnSync(argv[0]!, argv.slice(1), { stdio: 'ignore', timeout: 5000 }).status === 0;
+  if (!ok(['unshare', '--net', 'true'])) return 'cannot create network namespaces here';
+  const probe = sandboxArgv({ readOnly: [], files: [], cwd: '/', hostname: 'probe', argv: ['true'] });
+  if (!ok(probe)) return 'bubblewrap cannot create its sandbox as uid 65534 here (user namespaces disabled?)';
+  return null;
 }
 
 function describeIsolation(mode: 'netns' | 'port', inst: Instance): string {

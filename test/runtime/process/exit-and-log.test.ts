@@ -53,3 +53,17 @@ test('the log stays within maxLogBytes and keeps the newest output', { skip }, a
   assert.doesNotMatch(text, /line 0 of/);
   assert.match(text, /exited with code 0\n$/);
 });
+
+test('an app that ignores SIGTERM in its sandbox is killed after the grace period, with nothing left behind', { skip }, async () => {
+  const quick = new ProcessDriver({ stateDir: join(dir, 'run-quick'), prefix: 'teq', subnet: '10.214.6.0/24', isolation: 'netns', stopGraceMs: 300 });
+  const h = 'eph-b2000003.eph.test';
+  await quick.start(procfileSpec(h, dir, `exec node -e "process.on('SIGTERM', () => console.log('ignoring TERM')); console.log('up 123462'); setInterval(() => {}, 1000)"`, dir));
+  const log = join(dir, `${h}.log`);
+  await waitFor('the app to start', async () => /up 123462\n/.test(await readLog(log)));
+  const t0 = Date.now();
+  await quick.stop(h);
+  assert.ok(Date.now() - t0 >= 250, 'waited for the grace period');
+  assert.match(await readLog(log), /ignoring TERM\n[^]*\(stop requested\)\n$/);
+  assert.deepEqual(await pidsWithArg('123462'), []);
+  assert.ok(!(await listNamespaces()).includes('teq-b2000003'));
+});

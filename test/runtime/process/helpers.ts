@@ -6,13 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { HostPort } from '../../../src/core/config.ts';
 import type { LaunchSpec } from '../../../src/runtime/driver.ts';
-import { findExecutable } from '../../../src/runtime/process/executables.ts';
+import { netnsUnavailableReason } from '../../../src/runtime/process/process-driver.ts';
 
 /** Why the namespace tests cannot run here, or false when they can. */
 export function netnsSkip(): string | false {
-  if (process.getuid?.() !== 0) return 'needs root for network namespaces';
-  for (const c of ['ip', 'bwrap', 'setpriv']) if (!findExecutable(c)) return `needs ${c}`;
-  return false;
+  const why = netnsUnavailableReason();
+  return why === null ? false : `network namespaces unavailable: ${why}`;
 }
 
 /** A server the sandbox can run: tries to write into its (read-only) directory, then serves on $PORT. */

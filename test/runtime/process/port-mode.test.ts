@@ -61,3 +61,17 @@ test('port mode: an app that ignores SIGTERM is killed after the grace period', 
   assert.deepEqual(await exited, { code: null, signal: 'SIGKILL', requested: true });
   assert.match(await readLog(join(app, `${h}.log`)), /ignoring TERM\n[^]*killed by signal SIGKILL \(stop requested\)\n$/);
 });
+
+test('port mode: a start issued while the instance is stopping starts it again after the stop', async () => {
+  const h = 'eph-c3000004.t';
+  const first = await driver.start(procfileSpec(h, app, 'node server.cjs', app));
+  await waitReady(first, 5000);
+  const stopping = driver.stop(h);
+  const again = driver.start(procfileSpec(h, app, 'node server.cjs', app));
+  await stopping;
+  const second = await again;
+  assert.ok(driver.isRunning(h));
+  await waitReady(second, 5000);
+  assert.equal((await httpGet(second)).status, 200);
+  await driver.stop(h);
+});
