@@ -105,7 +105,9 @@ export function parseStunnelConf(text: string): StunnelConf {
       throw bad(n, `'${key}' repeated in ${section ? `[${section.name}]` : 'the global options'}`);
     }
     options[key] = value;
-    (all[key] ??= []).push(value);
+    // hasOwn, not ??=: a plain object already "has" keys like `constructor`.
+    if (Object.hasOwn(all, key)) all[key]!.push(value);
+    else all[key] = [value];
   }
   return conf;
 }
