@@ -66,6 +66,8 @@ interface Instance {
   child: ChildProcess | null;
   log: BoundedLog | null;
   requested: boolean;
+  /** The process has exited; clean-up may still be running. */
+  ended: boolean;
   started: Promise<HostPort>;
   exited: Promise<void>;
   markExited: () => void;
@@ -132,8 +134,9 @@ export class ProcessDriver implements Driver {
 
   start(spec: LaunchSpec): Promise<HostPort> {
     const existing = this.#instances.get(spec.hostname);
-    // A start while running answers the same upstream; a start while stopping waits for the stop.
-    if (existing) return existing.requested ? existing.exited.then(() => this.start(spec)) : existing.started;
+    // A start while running answers the same upstream; a start while stopping
+    // (or cleaning up after an exit) waits for that to finish, then starts afresh.
+    if (existing) return existing.requested || existing.ended ? existing.exited.then(() => this.start(spec)) : existing.started;
     let markExited = (): void => undefined;
     const exited = new Promise<void>((r) => (markExited = r));
     const inst: Instance = {
@@ -144,6 +147,7 @@ export class ProcessDriver implements Driver {
       child: null,
       log: null,
       requested: false,
+      ended: false,
       started: Promise.resolve({ host: '', port: 0 }),
       exited,
       markExited,
@@ -163,13 +167,15 @@ export class ProcessDriver implements Driver {
   async stop(hostname: string): Promise<void> {
     const inst = this.#instances.get(hostname);
     if (!inst) return;
+    // Marked at once, so that a start() arriving meanwhile waits for this stop.
+    const first = !inst.requested;
+    inst.requested = true;
     try {
       await inst.started;
     } catch {
       return; // a failed start has cleaned up after itself
     }
-    if (!inst.requested) {
-      inst.requested = true;
+    if (first) {
       this.#terminate(inst);
       inst.killTimer = setTimeout(() => this.#kill(inst), this.#graceMs);
     }
@@ -177,7 +183,8 @@ export class ProcessDriver implements Driver {
   }
 
   isRunning(hostname: string): boolean {
-    return this.#instances.has(hostname);
+    const inst = this.#instances.get(hostname);
+    return inst !== undefined && !inst.ended;
   }
 
   onExit(listener: (hostname: string, info: ExitInfo) => void): void {
@@ -308,6 +315,7 @@ export class ProcessDriver implements Driver {
     let exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
     child.once('exit', (code, signal) => {
       exit = { code, signal };
+      inst.ended = true;
       // Whatever the app left behind in its group or namespace goes with it.
       signalGroup(pid, 'SIGKILL');
       if (this.mode === 'netns') void killNamespacePids(inst.names.ns);
