@@ -16,7 +16,7 @@ const MARKER = '[eph] earlier output dropped: log over its size limit\n';
  * `tail -F` does). Output appended across restarts of the same instance.
  *
  * It is a Writable, so child pipes apply back-pressure instead of buffering
- * without bound.
+ * without bound. Output that cannot be written (disk full) is dropped.
  *
  * @example
  * const log = await BoundedLog.open('/data/run/logs/eph-1a2b3c4d.log', 1 << 20);
@@ -68,7 +68,9 @@ export class BoundedLog extends Writable {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
-    this.#append(chunk).then(() => done(), done);
+    // A failed write (disk full...) drops the chunk rather than erroring: an
+    // errored stream would stop draining the app's pipe and block the app.
+    this.#append(chunk).then(() => done(), () => done());
   }
 
   override _final(done: (err?: Error | null) => void): void {

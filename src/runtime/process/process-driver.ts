@@ -90,6 +90,14 @@ interface PidRecord {
  * image dir, private /tmp, own pid namespace), listening on 8080 at the
  * namespace address. Otherwise each instance gets a free loopback port in PORT.
  *
+ * Apps must listen on all addresses (0.0.0.0), not 127.0.0.1: the host reaches
+ * them through the veth. Inside a namespace, EPH_HOST_ADDR holds the host's
+ * address on the veth: host services listening on all addresses (appliance
+ * endpoints) are reachable there; nothing is forwarded beyond the host. A
+ * process killed by a signal inside the sandbox is reported by bwrap as code
+ * 128+N. Drivers that share a machine must use distinct `prefix` and `subnet`
+ * values: recover() deletes every namespace with its prefix.
+ *
  * @example
  * const driver = new ProcessDriver({ stateDir: join(dataDir, 'run') });
  * await driver.recover();
