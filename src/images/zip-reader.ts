@@ -1,5 +1,6 @@
-import { crc32 } from 'node:zlib';
-import type { Readable } from 'node:stream';
+import { createReadStream } from 'node:fs';
+import { pipeline, Readable } from 'node:stream';
+import { crc32, createInflateRaw } from 'node:zlib';
 import yauzl from 'yauzl';
 import type { Entry, ZipFile } from 'yauzl';
 import { EphError } from '../core/errors.ts';
@@ -11,6 +12,10 @@ const S_IFDIR = 0o040000;
 const S_IFLNK = 0o120000;
 const S_IFREG = 0o100000;
 const MAX_LINK_TARGET = 4096;
+/** Bigger reads and inflate chunks than yauzl's defaults: the unpack is I/O-bound on few large files. */
+const READ_CHUNK = 1 << 20;
+const INFLATE_CHUNK = 256 * 1024;
+const noop = (): void => {};
 
 const invalid = (msg: string, cause?: unknown): EphError => new EphError('ARCHIVE_INVALID', msg, { cause });
 const why = (e: unknown): string => (e instanceof Error ? e.message : String(e));
@@ -54,7 +59,7 @@ export async function unpackZip(file: string, sink: TreeWriter): Promise<void> {
         throw new EphError('ARCHIVE_TOO_LARGE', `archive declares more than ${maxUnpackedBytes} unpacked bytes (limit passed at '${printable(p.name)}')`);
       }
     }
-    for (const p of plan) await extract(zip, p, sink);
+    for (const p of plan) await extract(file, zip, p, sink);
   } finally {
     zip.close();
   }
@@ -80,9 +85,9 @@ function planEntry(entry: Entry): Planned {
   return { entry, name, type, mode };
 }
 
-async function extract(zip: ZipFile, p: Planned, sink: TreeWriter): Promise<void> {
+async function extract(file: string, zip: ZipFile, p: Planned, sink: TreeWriter): Promise<void> {
   if (p.type === 'dir') return sink.dir(p.name);
-  const data = entryData(zip, p);
+  const data = entryData(file, zip, p);
   if (p.type === 'link') {
     const parts: Buffer[] = [];
     let n = 0;
@@ -97,10 +102,15 @@ async function extract(zip: ZipFile, p: Planned, sink: TreeWriter): Promise<void
 }
 
 /** The entry's bytes; throws ARCHIVE_INVALID at the end when their size or CRC-32 is not the declared one. */
-async function* entryData(zip: ZipFile, p: Planned): AsyncGenerator<Buffer> {
+async function* entryData(file: string, zip: ZipFile, p: Planned): AsyncGenerator<Buffer> {
   let stream: Readable;
   try {
-    stream = await zip.openReadStreamPromise(p.entry);
+    // yauzl finds and checks the local header; we read the data range ourselves.
+    const { fileDataStart } = await zip.readLocalFileHeaderPromise(p.entry, { minimal: true });
+    const end = fileDataStart + p.entry.compressedSize;
+    if (end > zip.fileSize) throw new Error('its data runs past the end of the archive');
+    const raw = p.entry.compressedSize === 0 ? Readable.from([]) : createReadStream(file, { start: fileDataStart, end: end - 1, highWaterMark: READ_CHUNK });
+    stream = p.entry.compressionMethod === 8 ? pipeline(raw, createInflateRaw({ chunkSize: INFLATE_CHUNK }), noop) : raw;
   } catch (e) {
     throw invalid(`entry '${printable(p.name)}' cannot be read: ${why(e)}`, e);
   }
