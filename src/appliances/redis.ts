@@ -1,0 +1,187 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { chown, open, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { EphError } from '../core/errors.ts';
+import type { ApplianceRecord } from '../core/types.ts';
+import type { ApplianceDriver } from './appliance.ts';
+import { findRedisServer } from './binaries.ts';
+import { redisCommand } from './resp.ts';
+import type { RunAs } from './run-as.ts';
+import { makePrivateDir, resolveRunAs } from './run-as.ts';
+import { ServerProcess, stopByPidFile } from './server-process.ts';
+
+export interface RedisDriverOptions {
+  redisServer?: string;
+  /** Account to run as when the cloud is root; default `redis`. */
+  runAs?: string;
+  /** Largest RDB file a restore accepts; default 1 GiB. */
+  maxRestoreBytes?: number;
+}
+
+/**
+ * Managed Redis: one redis-server per appliance, bound to 127.0.0.1, with a
+ * generated password, append-only file on (fsync every second) plus RDB
+ * snapshots, run as an unprivileged account. Redis 7 keeps `dir` and
+ * `dbfilename` protected from CONFIG SET by default, so a client holding the
+ * password cannot make the server write elsewhere.
+ */
+export class RedisDriver implements ApplianceDriver {
+  readonly kind = 'redis' as const;
+  readonly defaultLocalPort = 6379;
+  readonly backupFormat = { contentType: 'application/octet-stream', extension: 'rdb' };
+  readonly #opts: RedisDriverOptions;
+  readonly #running = new Map<string, ServerProcess>();
+  #who: RunAs | undefined;
+
+  constructor(opts: RedisDriverOptions = {}) {
+    this.#opts = opts;
+  }
+
+  get #account(): RunAs {
+    this.#who ??= resolveRunAs(this.#opts.runAs ? [this.#opts.runAs] : ['redis']);
+    return this.#who;
+  }
+
+  #server(): string {
+    return this.#opts.redisServer ?? findRedisServer();
+  }
+
+  async create(rec: ApplianceRecord, dir: string): Promise<Record<string, string>> {
+    this.#server();
+    await makePrivateDir(dir, this.#account);
+    const settings = { password: randomBytes(24).toString('base64url') };
+    await this.start({ ...rec, settings }, dir);
+    return settings;
+  }
+
+  start(rec: ApplianceRecord, dir: string): Promise<void> {
+    return this.#start(rec, dir, true);
+  }
+
+  async #start(rec: ApplianceRecord, dir: string, appendOnly: boolean): Promise<void> {
+    if (this.#running.get(dir)?.alive) return;
+    // Written at each start: the port may have moved, and the password stays
+    // out of the command line (visible in `ps`).
+    const conf = join(dir, 'redis.conf');
+    await writeFile(conf, redisConf(rec, dir, appendOnly), { mode: 0o600 });
+    const who = this.#account;
+    if (who.switching) await chown(conf, who.uid, who.gid);
+    const proc = await ServerProcess.start({
+      command: this.#server(),
+      args: [conf],
+      cwd: dir,
+      who,
+      pidFile: join(dir, 'server.pid'),
+      readyLine: /Ready to accept connections/,
+      stopSignal: 'SIGTERM',
+    });
+    this.#running.set(dir, proc);
+  }
+
+  async stop(_rec: ApplianceRecord, dir: string): Promise<void> {
+    const proc = this.#running.get(dir);
+    this.#running.delete(dir);
+    if (proc) await proc.stop();
+    else await stopByPidFile(join(dir, 'server.pid'), this.#server(), 'SIGTERM');
+  }
+
+  backup(rec: ApplianceRecord, dir: string): Readable {
+    const password = passwordOf(rec);
+    return Readable.from(
+      (async function* () {
+        // SAVE writes a temporary file and renames it: the file we open is a
+        // whole snapshot even if another save follows.
+        await redisCommand(rec.port, password, ['SAVE']);
+        yield* createReadStream(join(dir, 'dump.rdb'));
+      })(),
+      { objectMode: false },
+    );
+  }
+
+  async restore(rec: ApplianceRecord, dir: string, input: Readable): Promise<void> {
+    const who = this.#account;
+    const incoming = join(dir, 'restore.rdb.part');
+    await pipeline(input, rdbCheck(this.#opts.maxRestoreBytes ?? 1 << 30), createWriteStream(incoming, { mode: 0o600 }));
+    const fd = await open(incoming, 'r');
+    await fd.sync();
+    await fd.close();
+    if (who.switching) await chown(incoming, who.uid, who.gid);
+    await this.stop(rec, dir);
+    // With the append-only file on, Redis loads only that file and ignores
+    // the RDB; so load the RDB with AOF off, then turn AOF on, which
+    // rewrites the AOF from the loaded data.
+    await rm(join(dir, 'appendonlydir'), { recursive: true, force: true });
+    await rename(incoming, join(dir, 'dump.rdb'));
+    await this.#start(rec, dir, false);
+    const password = passwordOf(rec);
+    await redisCommand(rec.port, password, ['CONFIG', 'SET', 'appendonly', 'yes']);
+    await waitAofRewritten(rec.port, password);
+  }
+
+  url(rec: ApplianceRecord, localPort: number): string {
+    return `redis://:${encodeURIComponent(passwordOf(rec))}@127.0.0.1:${localPort}/0`;
+  }
+}
+
+function redisConf(rec: ApplianceRecord, dir: string, appendOnly: boolean): string {
+  return [
+    `port ${rec.port}`,
+    'bind 127.0.0.1',
+    'protected-mode yes',
+    `requirepass "${passwordOf(rec)}"`,
+    `dir "${dir}"`,
+    'dbfilename dump.rdb',
+    `appendonly ${appendOnly ? 'yes' : 'no'}`,
+    'appendfsync everysec',
+    'save 3600 1 300 100 60 10000',
+    'daemonize no',
+    'logfile ""',
+    'unixsocket ""',
+    '',
+  ].join('\n');
+}
+
+function passwordOf(rec: ApplianceRecord): string {
+  const p = rec.settings.password;
+  if (!p) throw new EphError('INTERNAL', `appliance ${rec.name}: redis password is missing`);
+  return p;
+}
+
+/** Refuses anything that is not an RDB file (they start with "REDIS") or is too large. */
+function rdbCheck(limit: number): Transform {
+  let seen = 0;
+  let head = Buffer.alloc(0);
+  return new Transform({
+    transform(chunk: Buffer, _enc, done): void {
+      seen += chunk.length;
+      if (seen > limit) return done(new EphError('ARCHIVE_TOO_LARGE', `restore: the RDB file is over ${limit} bytes`));
+      if (head.length < 5) {
+        head = Buffer.concat([head, chunk]).subarray(0, 5);
+        if (head.length === 5 && head.toString('latin1') !== 'REDIS') {
+          return done(new EphError('INVALID_VALUE', 'restore: expected a Redis RDB file (as made by backup)'));
+        }
+      }
+      done(null, chunk);
+    },
+    flush(done): void {
+      done(head.length < 5 ? new EphError('INVALID_VALUE', 'restore: expected a Redis RDB file (as made by backup)') : null);
+    },
+  });
+}
+
+async function waitAofRewritten(port: number, password: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const info = String(await redisCommand(port, password, ['INFO', 'persistence']));
+    const field = (k: string): string | undefined => new RegExp(`^${k}:(\\S+)`, 'm').exec(info)?.[1];
+    if (field('aof_rewrite_in_progress') === '0' && field('aof_rewrite_scheduled') === '0') {
+      if (field('aof_last_bgrewrite_status') !== 'ok') throw new EphError('INTERNAL', 'redis could not rewrite its append-only file');
+      return;
+    }
+    if (Date.now() > deadline) throw new EphError('INTERNAL', 'redis did not finish rewriting its append-only file in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

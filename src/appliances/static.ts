@@ -1,0 +1,133 @@
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { Server } from 'node:http';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { PassThrough, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { create as tarCreate, extract as tarExtract } from 'tar';
+import { EphError } from '../core/errors.ts';
+import type { ApplianceRecord } from '../core/types.ts';
+import type { ApplianceDriver } from './appliance.ts';
+import { StaticFiles, ensureRoot } from './static-files.ts';
+import { StaticSite } from './static-site.ts';
+
+export interface StaticDriverOptions {
+  /** Largest backup a restore accepts (compressed bytes); default 2 GiB. */
+  maxRestoreBytes?: number;
+}
+
+/**
+ * Static files: a directory `DIR/files` uploaded over the API or WebDAV and
+ * served read-only by {@link StaticSite}, both at `<name>.static.<domain>`
+ * (the gate calls the site) and on 127.0.0.1:`rec.port` (the loopback
+ * server the TLS-PSK endpoint leads to). Backups are gzipped tar files.
+ */
+export class StaticDriver implements ApplianceDriver {
+  readonly kind = 'static' as const;
+  readonly defaultLocalPort = 8000;
+  readonly backupFormat = { contentType: 'application/gzip', extension: 'tar.gz' };
+  readonly #servers = new Map<string, Server>();
+  readonly #opts: StaticDriverOptions;
+
+  constructor(opts: StaticDriverOptions = {}) {
+    this.#opts = opts;
+  }
+
+  /** The site serving the appliance in `dir`; `available` says whether it is started. */
+  site(dir: string, available: () => boolean): StaticSite {
+    return new StaticSite(new StaticFiles(filesDir(dir)), available);
+  }
+
+  async create(rec: ApplianceRecord, dir: string): Promise<Record<string, string>> {
+    await mkdir(dir, { recursive: true, mode: 0o755 });
+    await ensureRoot(filesDir(dir));
+    await this.start(rec, dir);
+    return {};
+  }
+
+  async start(rec: ApplianceRecord, dir: string): Promise<void> {
+    if (this.#servers.has(dir)) return;
+    const site = this.site(dir, () => true);
+    const server = createServer((req, res) => site.handle(req, res));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(rec.port, '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.#servers.set(dir, server);
+  }
+
+  async stop(_rec: ApplianceRecord, dir: string): Promise<void> {
+    const server = this.#servers.get(dir);
+    if (!server) return;
+    this.#servers.delete(dir);
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeAllConnections();
+    await closed;
+  }
+
+  backup(_rec: ApplianceRecord, dir: string): Readable {
+    // tar's streams are minipass streams; hand out a node stream.
+    const out = new PassThrough();
+    const pack = tarCreate({ cwd: filesDir(dir), gzip: true, portable: true }, ['.']);
+    pack.on('error', (e: unknown) => out.destroy(e as Error));
+    pack.pipe(out);
+    return out;
+  }
+
+  async restore(_rec: ApplianceRecord, dir: string, input: Readable): Promise<void> {
+    const incoming = join(dir, `files.restore-${randomBytes(4).toString('hex')}`);
+    await mkdir(incoming, { mode: 0o755 });
+    try {
+      let bad: string | null = null;
+      await pipeline(
+        input,
+        byteCap(this.#opts.maxRestoreBytes ?? 2 * 1024 ** 3),
+        tarExtract({
+          cwd: incoming,
+          strict: true,
+          // Plain files and directories only: a link could point outside the site.
+          filter: (path, entry) => {
+            const type = 'type' in entry ? entry.type : entry.isDirectory() ? 'Directory' : 'File';
+            const ok = type === 'File' || type === 'OldFile' || type === 'Directory';
+            if (!ok) bad ??= path;
+            return ok;
+          },
+        }),
+      ).catch((e: unknown) => {
+        if (e instanceof EphError) throw e;
+        throw new EphError('ARCHIVE_INVALID', `restore: expected a .tar.gz made by backup (${(e as Error).message})`);
+      });
+      if (bad !== null) throw new EphError('ARCHIVE_UNSAFE', `restore: '${bad}' is not a plain file or directory`);
+      const old = join(dir, `files.old-${randomBytes(4).toString('hex')}`);
+      await rename(filesDir(dir), old);
+      await rename(incoming, filesDir(dir));
+      await rm(old, { recursive: true, force: true });
+    } finally {
+      await rm(incoming, { recursive: true, force: true });
+    }
+  }
+
+  url(_rec: ApplianceRecord, localPort: number): string {
+    return `http://127.0.0.1:${localPort}/`;
+  }
+}
+
+function filesDir(dir: string): string {
+  return join(dir, 'files');
+}
+
+function byteCap(limit: number): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, done): void {
+      seen += chunk.length;
+      if (seen > limit) done(new EphError('ARCHIVE_TOO_LARGE', `restore: the backup is over ${limit} bytes`));
+      else done(null, chunk);
+    },
+  });
+}
