@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { EphError } from '../core/errors.ts';
 import { SNIFF_BYTES } from './sniff-format.ts';
@@ -17,7 +18,9 @@ const WRITE_BATCH = 1 << 20;
 /**
  * Streams `body` into `file` (created exclusively), hashing as it goes, and
  * fsyncs it. Stops as soon as the upload passes `maxBytes` (ARCHIVE_TOO_LARGE)
- * instead of reading the rest. On any failure the file is removed.
+ * instead of reading the rest; the body is then left paused, not destroyed,
+ * so that an HTTP server can still answer 413 (with `Connection: close`)
+ * before dropping the connection. On any failure the file is removed.
  * `onProgress` gets the bytes received so far after each chunk.
  */
 export async function receiveArchive(
@@ -36,7 +39,8 @@ export async function receiveArchive(
     let batch: Buffer[] = [];
     let batched = 0;
     try {
-      for await (const raw of body as AsyncIterable<Buffer | string>) {
+      const chunks = body instanceof Readable ? body.iterator({ destroyOnReturn: false }) : (body as AsyncIterable<Buffer | string>);
+      for await (const raw of chunks as AsyncIterable<Buffer | string>) {
         const chunk = typeof raw === 'string' ? Buffer.from(raw) : raw;
         size += chunk.length;
         if (size > maxBytes) throw new EphError('ARCHIVE_TOO_LARGE', `archive is larger than the limit of ${maxBytes} bytes`);

@@ -82,6 +82,9 @@ test('an upload over maxArchiveBytes is ARCHIVE_TOO_LARGE and reading stops ther
   );
   await rejects(t, endless, 'ARCHIVE_TOO_LARGE', /larger than the limit of 1048576 bytes/, { maxArchiveBytes: 1024 * 1024 });
   assert.ok(produced < 4 * 1024 * 1024, `read ${produced} bytes of an endless upload`);
+  // Left to the caller (an HTTP server still has to answer 413), not destroyed.
+  assert.equal(endless.destroyed, false);
+  endless.destroy();
 });
 
 test('zip entry names that escape the root are ARCHIVE_UNSAFE', async (t) => {
