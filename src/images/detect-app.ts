@@ -16,9 +16,9 @@ export interface DetectedApp {
 
 const MAX_PROCFILE_BYTES = 64 * 1024;
 
-/** Finder puts resource forks under __MACOSX/ and as ._name beside files: they are not the app. */
+/** Finder puts resource forks under __MACOSX/, as ._name beside files, and .DS_Store files: they are not the app. */
 function isMacJunk(p: string): boolean {
-  return p === '__MACOSX' || p.startsWith('__MACOSX/') || /(^|\/)\._[^/]*$/.test(p);
+  return p === '__MACOSX' || p.startsWith('__MACOSX/') || /(^|\/)(\._[^/]*|\.DS_Store)$/.test(p);
 }
 
 /**

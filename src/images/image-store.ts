@@ -140,10 +140,8 @@ export class ImageStore {
   /** What a stored image runs (as intake answered it), or null if the digest is not stored. */
   async info(digest: string): Promise<IntakeResult | null> {
     if (!this.has(digest)) return null;
-    let meta: ImageMeta;
-    try {
-      meta = JSON.parse(await readFile(join(this.root, `${digest}.json`), 'utf8')) as ImageMeta;
-    } catch {
+    let meta = await readFile(join(this.root, `${digest}.json`), 'utf8').then(parseMeta, () => null);
+    if (meta === null) {
       // The metadata is a cache of what the directory says: rebuild it.
       const dir = this.dir(digest);
       const app = await detectApp(dir, await listTree(dir));
@@ -251,6 +249,18 @@ export class ImageStore {
       if (this.#locks.get(key) === tail) this.#locks.delete(key);
     }
   }
+}
+
+function parseMeta(text: string): ImageMeta | null {
+  try {
+    const m = JSON.parse(text) as Partial<ImageMeta>;
+    if (typeof m.size === 'number' && (m.kind === 'pharo' || m.kind === 'procfile') && typeof m.entry === 'string' && m.entry !== '') {
+      return { digest: String(m.digest), size: m.size, kind: m.kind, entry: m.entry };
+    }
+  } catch {
+    // fall through: unreadable metadata is rebuilt from the directory
+  }
+  return null;
 }
 
 function checkDigest(digest: string): string {

@@ -84,6 +84,19 @@ test('an archive wrapping everything in one folder (GitHub zip) is unpacked from
   assert.deepEqual(await readdir(store.tmpDir), []);
 });
 
+test('Finder junk beside the wrapping folder does not hide it', async (t) => {
+  const store = await makeStore(t);
+  const zip = await zipFrom([
+    { name: 'site/Procfile', data: 'web: python3 -m http.server $PORT\n' },
+    { name: 'site/index.html', data: '<h1>hi</h1>' },
+    { name: '.DS_Store', data: 'finder' },
+    { name: '__MACOSX/site/._index.html', data: 'fork' },
+  ]);
+  const r = await store.intake(body(zip));
+  assert.deepEqual([r.kind, r.entry], ['procfile', 'python3 -m http.server $PORT']);
+  assert.deepEqual((await readdir(r.imageDir)).sort(), ['Procfile', 'index.html']);
+});
+
 test('executable files keep their exec bit, without write bits', async (t) => {
   const store = await makeStore(t);
   const tgz = tarFrom(
