@@ -7,7 +7,7 @@ import { defaultLocalPort, type ApplianceView } from './appliance-view.ts';
 import { CliError, UsageError } from './cli-error.ts';
 import { apiJson, closeClient } from './client.ts';
 import { clientAction, clientCommand } from './command-kit.ts';
-import { printJson, printLine } from './output.ts';
+import { printLine } from './output.ts';
 
 interface TunnelFlags {
   local?: string;
@@ -67,7 +67,8 @@ export function tunnelCommand(program: Command): void {
     });
     const addr = `${tunnel.address.host}:${tunnel.address.port}`;
     const url = a.url ? withPort(a.url, tunnel.address) : null;
-    if (ctx.json) printJson({ name: a.name, kind: a.kind, local: addr, remote: a.public, identity, url });
+    // One line: whoever reads it (a script) learns the address while the tunnel runs on.
+    if (ctx.json) printLine(JSON.stringify({ name: a.name, kind: a.kind, local: addr, remote: a.public, identity, url }));
     else {
       printLine(`tunnel ${a.name}: ${addr} → ${a.public} (identity ${identity}); Ctrl-C to stop`);
       if (url) printLine(url);

@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import type { ApplianceView } from '../../src/cli/appliance-view.ts';
+import { startRecordedApi } from './recorded-api.ts';
+import { eph } from './run-eph.ts';
+
+// The appliance API is built by another part; until the cloud serves it,
+// these tests speak its documented shapes through a recorded-shape API server.
+
+const MYDB: ApplianceView = {
+  name: 'mydb',
+  kind: 'postgres',
+  status: 'running',
+  public: '127.0.0.1:40123',
+  url: 'postgres://eph_mydb:secret@127.0.0.1:5432/mydb',
+};
+
+test('appliance create --wait polls until running (against a recorded-shape API server)', async (t) => {
+  const api = await startRecordedApi(t);
+  let polls = 0;
+  api.on('POST /v1/appliances', () => ({ status: 201, json: { ...MYDB, status: 'creating' } }));
+  api.on('GET /v1/appliances/mydb', () => ({ json: { ...MYDB, status: ++polls < 3 ? 'creating' : 'running' } }));
+  const r = await eph(['appliance', 'create', 'postgres', 'mydb', '--wait', '--json'], { env: api.env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), MYDB);
+  assert.equal(polls, 3);
+  const post = api.requests.find((q) => q.method === 'POST')!;
+  assert.deepEqual(JSON.parse(post.body.toString()), { kind: 'postgres', name: 'mydb' });
+  assert.match(String(post.headers['content-type']), /^application\/json/);
+});
+
+test('appliance create --wait reports a failed start with its reason (recorded-shape API server)', async (t) => {
+  const api = await startRecordedApi(t);
+  api.on('POST /v1/appliances', () => ({ status: 201, json: { ...MYDB, name: 'm', kind: 'mongo', status: 'creating' } }));
+  api.on('GET /v1/appliances/m', () => ({ json: { ...MYDB, name: 'm', kind: 'mongo', status: 'failed', lastError: 'mongod is not installed' } }));
+  const r = await eph(['appliance', 'create', 'mongo', 'm', '--wait'], { env: api.env });
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr, 'eph: m failed to start: mongod is not installed\n');
+});
+
+test('appliance ls, show: table and fields (recorded-shape API server)', async (t) => {
+  const api = await startRecordedApi(t);
+  const cache = { ...MYDB, name: 'cache', kind: 'redis', public: '127.0.0.1:40124', url: 'redis://:pw@127.0.0.1:6379' };
+  api.on('GET /v1/appliances', () => ({ json: { appliances: [MYDB, cache] } }));
+  api.on('GET /v1/appliances/mydb', () => ({ json: MYDB }));
+  const [ls, json, show] = await Promise.all([
+    eph(['appliance', 'ls'], { env: api.env }),
+    eph(['appliance', 'ls', '--json'], { env: api.env }),
+    eph(['appliance', 'show', 'mydb'], { env: api.env }),
+  ]);
+  assert.equal(ls.code, 0, ls.stderr);
+  assert.deepEqual(ls.stdout.trimEnd().split('\n').map((l) => l.split(/\s+/)), [
+    ['NAME', 'KIND', 'STATUS', 'PUBLIC', 'URL'],
+    ['mydb', 'postgres', 'running', '127.0.0.1:40123', MYDB.url],
+    ['cache', 'redis', 'running', '127.0.0.1:40124', cache.url],
+  ]);
+  assert.deepEqual(JSON.parse(json.stdout), { appliances: [MYDB, cache] });
+  assert.match(show.stdout, /^public:\s+127\.0\.0\.1:40123$/m);
+  assert.match(show.stdout, /^url:\s+postgres:\/\/eph_mydb:secret@127\.0\.0\.1:5432\/mydb$/m);
+});
+
+test('appliance backup streams to stdout or --output; restore streams stdin (recorded-shape API server)', async (t) => {
+  const api = await startRecordedApi(t);
+  const dump = randomBytes(3 * 1024 * 1024 + 17);
+  api.on('GET /v1/appliances/mydb/backup', () => ({
+    write: (res) => {
+      res.writeHead(200, { 'content-type': 'application/sql' });
+      // In pieces, as a dump arrives from pg_dump.
+      let i = 0;
+      const next = () => {
+        if (i >= dump.length) return void res.end();
+        const ok = res.write(dump.subarray(i, (i += 256 * 1024)));
+        if (ok) setImmediate(next);
+        else res.once('drain', next);
+      };
+      next();
+    },
+  }));
+  api.on('POST /v1/appliances/mydb/restore', (q) => ({ json: { restored: 'mydb', bytes: q.body.length } }));
+  const dir = await mkdtemp(join(tmpdir(), 'eph-cli-backup-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'dump.sql');
+
+  const [toStdout, toFile] = await Promise.all([
+    eph(['appliance', 'backup', 'mydb'], { env: api.env }),
+    eph(['appliance', 'backup', 'mydb', '-o', file], { env: api.env }),
+  ]);
+  assert.equal(toStdout.code, 0, toStdout.stderr);
+  assert.ok(toStdout.stdoutBytes.equals(dump), 'stdout carries the backup byte for byte');
+  assert.equal(toFile.code, 0, toFile.stderr);
+  assert.ok((await readFile(file)).equals(dump));
+  assert.equal(toFile.stderr, `wrote ${dump.length} bytes to ${file}\n`);
+
+  const restored = await eph(['appliance', 'restore', 'mydb', '--json'], { env: api.env, input: dump });
+  assert.equal(restored.code, 0, restored.stderr);
+  assert.deepEqual(JSON.parse(restored.stdout), { restored: 'mydb', bytes: dump.length });
+  const post = api.requests.find((q) => q.method === 'POST')!;
+  assert.ok(post.body.equals(dump), 'the server received stdin byte for byte');
+  assert.equal(post.headers['content-type'], 'application/octet-stream');
+});
+
+test('appliance psk checks psk.txt locally (line number), then PUTs it; stunnel-conf prints the file (recorded-shape API server)', async (t) => {
+  const api = await startRecordedApi(t);
+  const conf = '[mydb]\nclient = yes\naccept = 127.0.0.1:5432\nconnect = 127.0.0.1:40123\nPSKsecrets = psk.txt\n';
+  api.on('PUT /v1/appliances/mydb/psk', () => ({ json: { name: 'mydb', identities: ['laptop', 'ci'] } }));
+  api.on('GET /v1/appliances/mydb/stunnel.conf', () => ({ text: conf }));
+  const dir = await mkdtemp(join(tmpdir(), 'eph-cli-psk-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const bad = join(dir, 'bad.txt');
+  const good = join(dir, 'psk.txt');
+  await writeFile(bad, 'laptop:0123456789abcdef0123456789abcdef\nci:short\n');
+  const goodText = 'laptop:0123456789abcdef0123456789abcdef\nci:a long enough passphrase\n';
+  await writeFile(good, goodText);
+
+  const [refused, accepted, shown] = await Promise.all([
+    eph(['appliance', 'psk', 'mydb', bad], { env: api.env }),
+    eph(['appliance', 'psk', 'mydb', good], { env: api.env }),
+    eph(['appliance', 'stunnel-conf', 'mydb'], { env: api.env }),
+  ]);
+  assert.equal(refused.code, 1);
+  assert.equal(refused.stderr, 'eph: psk.txt line 2: expected IDENTITY:KEY with a key of at least 16 characters\n');
+  assert.equal(accepted.code, 0, accepted.stderr);
+  assert.equal(accepted.stdout, 'mydb: 2 PSK identities (laptop, ci)\n');
+  const puts = api.requests.filter((q) => q.method === 'PUT');
+  assert.equal(puts.length, 1, 'the malformed file was never sent');
+  assert.equal(puts[0]!.body.toString(), goodText);
+  assert.match(String(puts[0]!.headers['content-type']), /^text\/plain/);
+  assert.equal(shown.code, 0, shown.stderr);
+  assert.equal(shown.stdout, conf);
+});
