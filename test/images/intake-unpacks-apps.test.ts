@@ -43,6 +43,20 @@ test('a plain tar works, detected by content not name', async (t) => {
   assert.equal(r.entry, 'node server.js');
 });
 
+test('long names (pax headers) and non-ASCII names survive a tar.gz made by node-tar', async (t) => {
+  const { mkdtemp } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const src = await mkdtemp(join(tmpdir(), 'eph-longnames-'));
+  t.after(() => rm(src, { recursive: true, force: true }));
+  const deep = join('a'.repeat(60), 'b'.repeat(60), 'c'.repeat(60));
+  await mkdir(join(src, deep), { recursive: true });
+  await writeFile(join(src, deep, 'résumé-ünïcode.txt'), 'deep');
+  await writeFile(join(src, 'Procfile'), 'web: node x.js\n');
+  const store = await makeStore(t);
+  const r = await store.intake(body(await buildTarGz(src)));
+  assert.equal(await readFile(join(r.imageDir, deep, 'résumé-ünïcode.txt'), 'utf8'), 'deep');
+});
+
 test('the image may sit in a folder: entry is its path inside the image dir', async (t) => {
   const store = await makeStore(t);
   const zip = await zipFrom([
