@@ -1,7 +1,9 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { EphError } from '../../core/errors.ts';
 import type { AddressBlock } from './address-pool.ts';
+import { procStat, signalEach, untilGone } from './process-group.ts';
 
 /** Names of the kernel objects that belong to one instance. */
 export interface NamespaceNames {
@@ -51,11 +53,12 @@ export function ip(args: string[], stdin?: string): Promise<string> {
  * beyond the host). A leftover namespace of the same name is replaced.
  */
 export async function createNamespace(names: NamespaceNames, block: AddressBlock): Promise<void> {
-  await deleteNamespace(names);
-  await ip(['netns', 'add', names.ns]);
+  if (namespaceExists(names.ns) || linkExists(names.hostVeth)) await deleteNamespace(names);
+  const p = block.prefixLength;
   try {
-    const p = block.prefixLength;
+    // Two `ip` runs in all: starting an instance is on the wake-up path.
     await ip(['-batch', '-'], [
+      `netns add ${names.ns}`,
       `link add ${names.hostVeth} type veth peer name eth0 netns ${names.ns}`,
       `addr add ${block.hostIp}/${p} dev ${names.hostVeth}`,
       `link set ${names.hostVeth} up`,
@@ -76,8 +79,18 @@ export async function createNamespace(names: NamespaceNames, block: AddressBlock
 
 /** Deletes the namespace (which destroys the veth pair) and a stray host veth; never throws. */
 export async function deleteNamespace(names: NamespaceNames): Promise<void> {
-  await ip(['netns', 'delete', names.ns]).catch(() => undefined);
-  await ip(['link', 'delete', names.hostVeth]).catch(() => undefined);
+  if (namespaceExists(names.ns)) await ip(['netns', 'delete', names.ns]).catch(() => undefined);
+  if (linkExists(names.hostVeth)) await ip(['link', 'delete', names.hostVeth]).catch(() => undefined);
+}
+
+// Where iproute2 keeps named namespaces and the kernel lists interfaces:
+// checking them spares an `ip` run that would fail in the common case.
+function namespaceExists(ns: string): boolean {
+  return existsSync(`/run/netns/${ns}`);
+}
+
+function linkExists(name: string): boolean {
+  return existsSync(`/sys/class/net/${name}`);
 }
 
 /** Names of all network namespaces on this host. */
@@ -103,15 +116,11 @@ export async function namespacePids(ns: string): Promise<number[]> {
   return out.split('\n').map(Number).filter((n) => Number.isInteger(n) && n > 0);
 }
 
-/** SIGKILLs every process left in the namespace. */
+/** SIGKILLs every process left in the namespace and waits (up to 2 s) until they are gone. */
 export async function killNamespacePids(ns: string): Promise<void> {
-  for (const pid of await namespacePids(ns)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
+  const pids = await namespacePids(ns);
+  signalEach(pids, 'SIGKILL');
+  await untilGone(() => pids.filter((p) => procStat(p) !== null));
 }
 
 /** IPv4 addresses configured on the host's interfaces. */

@@ -24,7 +24,7 @@ import {
   vethPattern,
 } from './netns.ts';
 import type { NamespaceNames } from './netns.ts';
-import { groupMembers, procStat, signalEach, signalGroup } from './process-group.ts';
+import { groupMembers, procStat, signalEach, signalGroup, termTargets, untilGone } from './process-group.ts';
 import { sandboxArgv, unreachableBySandbox } from './sandbox.ts';
 import { STUNNEL_NAMES, instanceStunnelConfig, withStunnel } from './stunnel.ts';
 
@@ -345,13 +345,12 @@ export class ProcessDriver implements Driver {
   #terminate(inst: Instance): void {
     const pid = inst.child?.pid;
     if (pid === undefined) return;
-    if (this.mode === 'netns') {
-      // Not the outer bwrap (the group leader): its death would SIGKILL the
-      // sandbox at once (--die-with-parent) and cut the app's shutdown short.
-      const inner = groupMembers(pid).filter((p) => p !== pid);
-      if (inner.length > 0) return signalEach(inner, 'SIGTERM');
-    }
-    signalGroup(pid, 'SIGTERM');
+    // In netns mode the group leader is the outer bwrap: its death would
+    // SIGKILL the sandbox at once (--die-with-parent) and cut the app's
+    // shutdown short, so it only exits when the app has.
+    const targets = termTargets(pid, new Set(this.mode === 'netns' ? [pid] : []));
+    if (targets.length > 0) signalEach(targets, 'SIGTERM');
+    else signalGroup(pid, 'SIGTERM');
   }
 
   #kill(inst: Instance): void {
@@ -381,6 +380,12 @@ export class ProcessDriver implements Driver {
   /** Frees the namespace, address block, port and state files of an instance; never throws. */
   async #release(inst: Instance): Promise<void> {
     if (inst.log && !inst.child) await inst.log.close().catch(() => undefined);
+    const pid = inst.child?.pid;
+    if (pid !== undefined) {
+      // stop() and the exit report promise that nothing of the instance runs any more.
+      signalGroup(pid, 'SIGKILL');
+      await untilGone(() => groupMembers(pid));
+    }
     if (inst.block) {
       await killNamespacePids(inst.names.ns);
       await deleteNamespace(inst.names);
