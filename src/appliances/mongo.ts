@@ -8,7 +8,7 @@ import type { ApplianceRecord } from '../core/types.ts';
 import type { ApplianceDriver } from './appliance.ts';
 import { findMongod, findMongosh, onPath } from './binaries.ts';
 import type { RunAs } from './run-as.ts';
-import { makePrivateDir, resolveRunAs } from './run-as.ts';
+import { assertTraversable, makePrivateDir, resolveRunAs } from './run-as.ts';
 import { baseEnv, commandStream, runCommand } from './run-command.ts';
 import { ServerProcess, stopByPidFile } from './server-process.ts';
 
@@ -52,6 +52,7 @@ export class MongoDriver implements ApplianceDriver {
     this.mongod();
     const mongosh = this.#opts.mongosh ?? findMongosh();
     const who = this.#account;
+    await assertTraversable(dir, who);
     await makePrivateDir(dir, who);
     await makePrivateDir(join(dir, 'db'), who);
     await this.start(rec, dir);

@@ -10,7 +10,7 @@ import type { ApplianceDriver } from './appliance.ts';
 import { findRedisServer } from './binaries.ts';
 import { redisCommand } from './resp.ts';
 import type { RunAs } from './run-as.ts';
-import { makePrivateDir, resolveRunAs } from './run-as.ts';
+import { assertTraversable, makePrivateDir, resolveRunAs } from './run-as.ts';
 import { ServerProcess, stopByPidFile } from './server-process.ts';
 
 export interface RedisDriverOptions {
@@ -51,6 +51,7 @@ export class RedisDriver implements ApplianceDriver {
 
   async create(rec: ApplianceRecord, dir: string): Promise<Record<string, string>> {
     this.#server();
+    await assertTraversable(dir, this.#account);
     await makePrivateDir(dir, this.#account);
     const settings = { password: randomBytes(24).toString('base64url') };
     await this.start({ ...rec, settings }, dir);
