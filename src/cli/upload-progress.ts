@@ -20,6 +20,8 @@ export function uploadProgress(label: string, total: number, enabled: boolean): 
       format: `${label} [{bar}] {percentage}% {done}/{size}`,
       stream: process.stderr,
       hideCursor: process.stderr.isTTY === true,
+      // Off a terminal every update is already its own line: no blank line at the end.
+      clearOnComplete: process.stderr.isTTY !== true,
       noTTYOutput: true,
       notTTYSchedule: 200,
       barsize: 30,

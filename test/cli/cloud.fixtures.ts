@@ -30,12 +30,12 @@ export interface CloudFixture {
 }
 
 /** Starts the cloud; `cleanup` receives what must run when the tests are done. */
-export async function startCloudFixture(cleanup: (fn: () => Promise<void>) => void): Promise<CloudFixture> {
+export async function startCloudFixture(cleanup: (fn: () => Promise<void>) => void, opts: { maxArchive?: string } = {}): Promise<CloudFixture> {
   const dir = await mkdtemp(join(tmpdir(), 'eph-cli-'));
   // Apps run as an unprivileged sandbox user that must read the unpacked images.
   await chmod(dir, 0o755);
   const cloud = await startCloud(
-    loadConfig({ data: join(dir, 'data'), api: '127.0.0.1:0', gate: '127.0.0.1:0', idleTimeout: '30m', wakeTimeout: '20s', logLevel: 'warn' }, {}),
+    loadConfig({ data: join(dir, 'data'), api: '127.0.0.1:0', gate: '127.0.0.1:0', idleTimeout: '30m', wakeTimeout: '20s', logLevel: 'warn', ...opts }, {}),
   );
   cleanup(async () => {
     await cloud.close();
