@@ -125,7 +125,7 @@ export class ProcessDriver implements Driver {
     this.#graceMs = opts.stopGraceMs ?? 3000;
     this.#pool = new AddressPool(opts.subnet ?? '10.213.0.0/16');
     const wanted = opts.isolation ?? 'auto';
-    const missing = netnsUnavailableReason();
+    const missing = wanted === 'port' ? null : netnsUnavailableReason();
     if (wanted === 'port') {
       this.mode = 'port';
       this.isolation = 'port per instance on 127.0.0.1: namespaces turned off (isolation=port)';
