@@ -29,5 +29,7 @@ export function errorHandler(err: unknown, req: FastifyRequest, reply: FastifyRe
   if (e.code === 'INTERNAL') req.log.error({ err }, 'internal error');
   if (e.retryAfter !== undefined) reply.header('retry-after', String(e.retryAfter));
   if (e.status === 401) reply.header('www-authenticate', 'Basic realm="ephemeric"');
+  // An oversized upload is left unread: closing is the only way not to read it all.
+  if (e.code === 'ARCHIVE_TOO_LARGE') reply.header('connection', 'close');
   void reply.status(e.status).type('application/json').send({ error: { code: e.code, message: e.message } });
 }

@@ -1,0 +1,134 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Store } from '../../src/store/store.ts';
+import type { Instance, User } from '../../src/core/types.ts';
+import { runRouteStoreConformance } from '../gate/route-store.conformance.ts';
+
+/** What every Store back end must do; run by sqlite.test.ts and postgres.test.ts. */
+export function runStoreConformance(name: string, makeStore: () => Promise<Store>): void {
+  const user = (id: string): User => ({ id, name: `name-${id}`, plan: 'free', tokenHash: 'salt:hash', createdAt: 1_700_000_000_000 });
+  const inst = (hostname: string, userId: string, digest = 'd1'): Instance => ({
+    hostname,
+    userId,
+    imageDigest: digest,
+    imageName: 'app.zip',
+    alias: null,
+    state: 'asleep',
+    createdAt: 1_700_000_000_123,
+    accessAt: 1_700_000_000_456,
+    lastError: null,
+    upstream: null,
+  });
+  const image = (digest: string) => ({ digest, size: 10, kind: 'procfile' as const, entry: 'node server.js', createdAt: 1 });
+
+  test(`${name}: users round-trip and names are unique`, async (t) => {
+    const s = await makeStore();
+    t.after(() => s.close());
+    await s.createUser(user('u1'));
+    assert.deepEqual(await s.getUser('u1'), user('u1'));
+    assert.deepEqual(await s.getUserByName('name-u1'), user('u1'));
+    assert.equal(await s.getUser('nope'), null);
+    await assert.rejects(s.createUser({ ...user('u2'), name: 'name-u1' }), { code: 'CONFLICT' });
+    assert.equal((await s.listUsers()).length, 1);
+  });
+
+  test(`${name}: instances keep their fields, times as numbers`, async (t) => {
+    const s = await makeStore();
+    t.after(() => s.close());
+    await s.createUser(user('u1'));
+    await s.putImage(image('d1'));
+    await s.putImage(image('d1')); // twice: stored once
+    assert.equal((await s.listImages()).length, 1);
+    await s.insertInstance(inst('eph-00000001.x', 'u1'));
+    const got = await s.getInstance('eph-00000001.x');
+    assert.deepEqual(got, inst('eph-00000001.x', 'u1'));
+    await s.updateInstance('eph-00000001.x', { state: 'running', upstream: '10.0.0.2:8080', accessAt: 1_800_000_000_000 });
+    const upd = await s.getInstance('eph-00000001.x');
+    assert.equal(upd?.state, 'running');
+    assert.equal(upd?.upstream, '10.0.0.2:8080');
+    assert.equal(upd?.accessAt, 1_800_000_000_000);
+    assert.equal(await s.imageRefs('d1'), 1);
+  });
+
+  test(`${name}: setting an alias held by another instance moves it`, async (t) => {
+    const s = await makeStore();
+    t.after(() => s.close());
+    await s.createUser(user('u1'));
+    await s.putImage(image('d1'));
+    await s.insertInstance(inst('eph-00000001.x', 'u1'));
+    await s.insertInstance(inst('eph-00000002.x', 'u1'));
+    assert.deepEqual(await s.setAlias('eph-00000001.x', 'www.example.org'), { movedFrom: null });
+    assert.equal((await s.findInstance('www.example.org'))?.hostname, 'eph-00000001.x');
+    assert.deepEqual(await s.setAlias('eph-00000002.x', 'www.example.org'), { movedFrom: 'eph-00000001.x' });
+    assert.equal((await s.getInstance('eph-00000001.x'))?.alias, null);
+    assert.equal((await s.findInstance('www.example.org'))?.hostname, 'eph-00000002.x');
+    await s.setAlias('eph-00000002.x', null);
+    assert.equal(await s.findInstance('www.example.org'), null);
+  });
+
+  test(`${name}: deleting the last instance of an image reports it orphaned`, async (t) => {
+    const s = await makeStore();
+    t.after(() => s.close());
+    await s.createUser(user('u1'));
+    await s.putImage(image('d1'));
+    await s.insertInstance(inst('eph-00000001.x', 'u1'));
+    await s.insertInstance(inst('eph-00000002.x', 'u1'));
+    assert.deepEqual(await s.deleteInstance('eph-00000001.x'), { imageOrphaned: false });
+    assert.deepEqual(await s.deleteInstance('eph-00000002.x'), { imageOrphaned: true });
+    assert.deepEqual(await s.deleteInstance('eph-00000002.x'), { imageOrphaned: false });
+    assert.deepEqual(await s.listInstances('u1'), []);
+  });
+
+  test(`${name}: lists are per user`, async (t) => {
+    const s = await makeStore();
+    t.after(() => s.close());
+    await s.createUser(user('u1'));
+    await s.createUser(user('u2'));
+    await s.putImage(image('d1'));
+    await s.insertInstance(inst('eph-00000001.x', 'u1'));
+    await s.insertInstance(inst('eph-00000002.x', 'u2'));
+    assert.deepEqual((await s.listInstances('u1')).map((i) => i.hostname), ['eph-00000001.x']);
+    assert.equal((await s.listInstances()).length, 2);
+  });
+
+  test(`${name}: appliances round-trip`, async (t) => {
+    const s = await makeStore();
+    t.after(() => s.close());
+    await s.createUser(user('u1'));
+    const a = {
+      userId: 'u1',
+      name: 'mydb',
+      kind: 'postgres' as const,
+      status: 'running' as const,
+      port: 5433,
+      publicPort: 15432,
+      settings: { role: 'r', password: 'p' },
+      psk: { alice: '0123456789abcdef0123' },
+      lastError: null,
+      createdAt: 1_700_000_000_000,
+    };
+    await s.putAppliance(a);
+    assert.deepEqual(await s.getAppliance('u1', 'mydb'), a);
+    await s.putAppliance({ ...a, status: 'stopped' });
+    assert.equal((await s.getAppliance('u1', 'mydb'))?.status, 'stopped');
+    assert.equal((await s.listAppliances('u1')).length, 1);
+    await s.deleteAppliance('u1', 'mydb');
+    assert.equal(await s.getAppliance('u1', 'mydb'), null);
+  });
+
+  runRouteStoreConformance(name, async () => {
+    const s = await makeStore();
+    // Routes reference users: the suite uses arbitrary user ids, so relax nothing but create them on demand.
+    const save = s.saveRoute.bind(s);
+    s.saveRoute = async (domain, route, change) => {
+      if (route && !(await s.getUser(route.userId))) {
+        // Concurrent saves may race to create the same user: one wins, the rest find it.
+        await s.createUser({ ...user(route.userId), name: `n-${route.userId}` }).catch((e: { code?: string }) => {
+          if (e.code !== 'CONFLICT') throw e;
+        });
+      }
+      return save(domain, route, change);
+    };
+    return s;
+  });
+}
