@@ -81,6 +81,12 @@ export function createGate(opts: GateOptions): Gate {
     conns: new Set(),
   };
   const servers: Array<Server | TlsServer> = [];
+  /** Every accepted socket, including TLS ones still in their handshake, so that close() can end them all. */
+  const sockets = new Set<Socket>();
+  const track = (s: Socket): void => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  };
   // One timer for every connection's deadlines, instead of a timer per connection or request.
   const tick = Math.max(50, Math.min(1000, Math.floor(Math.min(ctx.headersTimeoutMs, ctx.keepAliveTimeoutMs, ctx.bodyTimeoutMs) / 4)));
   const sweeper = setInterval(() => {
@@ -98,6 +104,7 @@ export function createGate(opts: GateOptions): Gate {
   };
 
   function start(server: Server | TlsServer, host: string, port: number): Promise<AddressInfo> {
+    server.on('connection', track);
     return new Promise((resolve, reject) => {
       server.once('error', reject);
       server.listen({ host, port }, () => {
@@ -129,6 +136,7 @@ export function createGate(opts: GateOptions): Gate {
       const deadline = Date.now() + graceMs;
       while (ctx.conns.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       for (const c of ctx.conns) c.socket.destroy();
+      for (const s of sockets) s.destroy();
       pool.close();
       await Promise.all(closed);
     },

@@ -24,13 +24,12 @@ export function tlsServerOptions(opts: GateTlsOptions): {
   cert: string | Buffer;
   key: string | Buffer;
   SNICallback: (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void;
-  allowHalfOpen: boolean;
 } {
   const fallback = createSecureContext({ cert: opts.defaultCert.cert, key: opts.defaultCert.key });
   return {
     cert: opts.defaultCert.cert,
     key: opts.defaultCert.key,
-    allowHalfOpen: true,
+    // No allowHalfOpen here: a TLS server with it keeps sockets whose peer left (no 'end'), and TLS closes whole anyway.
     SNICallback: (servername, cb) => {
       let ctx: SecureContext | null = null;
       try {
