@@ -16,7 +16,7 @@ export interface ApplianceView {
 export const APPLIANCE_KINDS: readonly ApplianceKind[] = ['postgres', 'redis', 'static', 'mongo'];
 
 /** Where a client tunnel listens by default: the service's standard port. */
-const STANDARD_PORTS: Record<ApplianceKind, number> = { postgres: 5432, redis: 6379, static: 8081, mongo: 27017 };
+const STANDARD_PORTS: Record<ApplianceKind, number> = { postgres: 5432, redis: 6379, static: 8000, mongo: 27017 };
 
 /**
  * The local port a tunnel to `a` opens by default: the port of its `url`

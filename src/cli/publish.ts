@@ -70,9 +70,15 @@ export function publishCommand(program: Command): void {
     await piped;
     if (ctx.opts.wait) {
       if (!ctx.json) process.stderr.write(`published ${inst.hostname}; starting…\n`);
-      inst = await apiJson<InstanceView>(ctx.settings, `/v1/instances/${encodeURIComponent(inst.hostname)}/start`, { method: 'POST' });
+      const hostname = inst.hostname;
+      // The publish itself succeeded: say so, since the instance now exists.
+      inst = await apiJson<InstanceView>(ctx.settings, `/v1/instances/${encodeURIComponent(hostname)}/start`, { method: 'POST' }).catch(
+        (e: unknown) => {
+          throw e instanceof CliError ? new CliError(`published ${hostname} but it did not start: ${e.message}`, { ...(e.code ? { code: e.code } : {}), ...(e.status ? { status: e.status } : {}) }) : e;
+        },
+      );
       if (inst.state !== 'running') {
-        throw new CliError(`${inst.hostname} did not start${inst.lastError ? `: ${inst.lastError}` : ` (state ${inst.state})`}`);
+        throw new CliError(`published ${hostname} but it did not start${inst.lastError ? `: ${inst.lastError}` : ` (state ${inst.state})`}`);
       }
     }
     if (ctx.json) return printJson(inst);

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import type { InstanceView } from '../../src/api/views.ts';
 import { startCloudFixture, type CloudFixture } from './cloud.fixtures.ts';
@@ -117,4 +118,17 @@ test('wrong credentials against the real API: exit 1 with its message', async ()
   const r = await eph(['ls'], { env: { ...fx.env, EPH_TOKEN: 'not-the-token' } });
   assert.equal(r.code, 1);
   assert.equal(r.stderr, 'eph: unknown user or wrong token\n');
+});
+
+test('publish --wait over the plan limit: exit 1 saying it was published but not started, with the quota reason', async () => {
+  const { user: bob, token } = await fx.cloud.users.add('bob', 'free');
+  const first = await fx.cloud.instances.publish(bob, Readable.from([fx.appZipBytes]), 'first');
+  await fx.cloud.instances.setRunning(bob, first.hostname, true);
+  const r = await eph(['publish', fx.appZip, '--wait', '--json'], { env: { ...fx.env, EPH_USER: bob.id, EPH_TOKEN: token }, timeoutMs: 60_000 });
+  assert.equal(r.code, 1);
+  assert.equal(r.stdout, '');
+  const m = /^eph: published (eph-[0-9a-f]{8}\.eph\.localhost) but it did not start: ([^\n]+)\n$/.exec(r.stderr);
+  assert.ok(m, r.stderr);
+  assert.match(m[2]!, /free/, 'the reason names the plan');
+  assert.equal((await fx.cloud.instances.get(bob, m[1]!)).state, 'asleep');
 });
