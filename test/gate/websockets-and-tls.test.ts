@@ -100,7 +100,10 @@ test('redirects plain HTTP to HTTPS on a route that asks for it, keeping the pat
 });
 
 async function openWs(url: string, opts: { ca?: string; servername?: string } = {}): Promise<{ ws: WebSocket; first: string }> {
-  const ws = new WebSocket(url, { headers: { host: H1 }, ca: opts.ca, servername: opts.servername });
+  // ws hands unknown options on to tls.connect; its types do not list servername.
+  const wsOpts: ConstructorParameters<typeof WebSocket>[1] & { servername?: string } = { headers: { host: H1 }, ca: opts.ca };
+  if (opts.servername !== undefined) wsOpts.servername = opts.servername;
+  const ws = new WebSocket(url, wsOpts);
   const first = await new Promise<string>((resolve, reject) => {
     ws.once('message', (m) => resolve(String(m)));
     ws.once('error', reject);
