@@ -59,8 +59,13 @@ export function findRedisServer(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 export function findMongod(env: NodeJS.ProcessEnv = process.env): string {
-  const p = env.EPH_MONGOD ?? onPath('mongod', env);
-  if (p && isExecutable(p)) return p;
+  const explicit = env.EPH_MONGOD;
+  if (explicit) {
+    if (isExecutable(explicit)) return explicit;
+    throw new EphError('DEPENDENCY_MISSING', `mongod not found at ${explicit} (EPH_MONGOD): install MongoDB or fix EPH_MONGOD`);
+  }
+  const p = onPath('mongod', env);
+  if (p) return p;
   throw new EphError('DEPENDENCY_MISSING', 'mongod not found: install MongoDB or set EPH_MONGOD');
 }
 

@@ -1,0 +1,118 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, test } from 'node:test';
+import { Readable } from 'node:stream';
+import type { ApplianceRecord } from '../../src/core/types.ts';
+import { findRedisServer, onPath } from '../../src/appliances/binaries.ts';
+import { waitFor } from '../tunnel/fixtures.ts';
+import type { Cloud } from './fixtures.ts';
+import { listeningAddresses, startCloud, tunnelTo } from './fixtures.ts';
+
+let NO_REDIS: string | false = false;
+try {
+  findRedisServer();
+  if (!onPath('redis-cli')) NO_REDIS = 'redis-cli (redis-tools) is not installed';
+} catch {
+  NO_REDIS = 'redis-server is not installed';
+}
+
+const cleanups: (() => unknown)[] = [];
+const shared = { after: (fn: () => unknown): void => void cleanups.push(fn) };
+let cloud: Cloud;
+let rec: ApplianceRecord;
+
+/** redis-cli through a fresh client tunnel; the password from the URL, via REDISCLI_AUTH (not argv). */
+async function cli(r: ApplianceRecord, url: string, ...args: string[]): Promise<string> {
+  const tunnel = await tunnelTo(shared, r);
+  const password = decodeURIComponent(new URL(url).password);
+  return new Promise((resolve, reject) => {
+    const child = spawn('redis-cli', ['-h', '127.0.0.1', '-p', String(tunnel.address.port), ...args], {
+      env: { ...process.env, REDISCLI_AUTH: password },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d));
+    child.stderr.on('data', (d: Buffer) => (err += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(out.trim());
+      else reject(new Error(`redis-cli exited ${code}: ${err}`));
+    });
+  });
+}
+
+before(async () => {
+  if (NO_REDIS) return;
+  cloud = await startCloud(shared);
+  rec = await cloud.appliances.create(cloud.user, 'redis', 'cache');
+});
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+test('create redis: running, password in the url, bound to 127.0.0.1 only', { skip: NO_REDIS }, () => {
+  const v = cloud.appliances.view(rec);
+  assert.equal(v.status, 'running');
+  assert.match(v.url, /^redis:\/\/:[A-Za-z0-9_-]{32}@127\.0\.0\.1:6379\/0$/);
+  assert.deepEqual(listeningAddresses(rec.port), ['127.0.0.1']);
+  assert.deepEqual(listeningAddresses(rec.publicPort), ['127.0.0.1']);
+});
+
+test('SET and GET through the TLS-PSK tunnel with redis-cli', { skip: NO_REDIS }, async () => {
+  const url = cloud.appliances.view(rec).url;
+  assert.equal(await cli(rec, url, 'SET', 'greeting', 'hello through the tunnel'), 'OK');
+  assert.equal(await cli(rec, url, 'GET', 'greeting'), 'hello through the tunnel');
+});
+
+test('a client without the password is refused by redis itself', { skip: NO_REDIS }, async () => {
+  const out = await cli(rec, 'redis://:wrong@127.0.0.1:6379/0', 'GET', 'greeting').catch((e: Error) => e.message);
+  assert.match(out, /WRONGPASS|NOAUTH|invalid/i);
+});
+
+test('data survives stop and start (append-only file)', { skip: NO_REDIS }, async () => {
+  const url = cloud.appliances.view(rec).url;
+  assert.equal(await cli(rec, url, 'RPUSH', 'list', 'a', 'b', 'c'), '3');
+  await cloud.appliances.stop(cloud.user, 'cache');
+  assert.deepEqual(listeningAddresses(rec.port), []);
+  rec = await cloud.appliances.start(cloud.user, 'cache');
+  assert.equal(await cli(rec, url, 'LRANGE', 'list', '0', '-1'), 'a\nb\nc');
+  assert.equal(await cli(rec, url, 'GET', 'greeting'), 'hello through the tunnel');
+});
+
+test('backup is an RDB file; restore replaces the data and survives a restart', { skip: NO_REDIS }, async () => {
+  const url = cloud.appliances.view(rec).url;
+  const { stream, filename } = await cloud.appliances.backup(cloud.user, 'cache');
+  assert.equal(filename, 'cache.rdb');
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c as Buffer);
+  const rdb = Buffer.concat(chunks);
+  assert.equal(rdb.subarray(0, 5).toString(), 'REDIS');
+  await cli(rec, url, 'FLUSHALL');
+  await cli(rec, url, 'SET', 'later', 'gone after restore');
+  await cloud.appliances.restore(cloud.user, 'cache', Readable.from([rdb]));
+  assert.equal(await cli(rec, url, 'GET', 'greeting'), 'hello through the tunnel');
+  assert.equal(await cli(rec, url, 'EXISTS', 'later'), '0');
+  // The append-only file was rebuilt from the restored data: it survives a stop.
+  await cloud.appliances.stop(cloud.user, 'cache');
+  rec = await cloud.appliances.start(cloud.user, 'cache');
+  assert.equal(await cli(rec, url, 'LRANGE', 'list', '0', '-1'), 'a\nb\nc');
+});
+
+test('restore refuses what is not an RDB file and keeps the data', { skip: NO_REDIS }, async () => {
+  const url = cloud.appliances.view(rec).url;
+  await assert.rejects(cloud.appliances.restore(cloud.user, 'cache', Readable.from([Buffer.from('not redis at all')])), { code: 'INVALID_VALUE' });
+  assert.equal(await cli(rec, url, 'GET', 'greeting'), 'hello through the tunnel');
+});
+
+test('data survives a restart of the cloud', { skip: NO_REDIS }, async () => {
+  await cloud.appliances.close();
+  await waitFor('redis to stop', () => listeningAddresses(rec.port).length === 0);
+  const again = await cloud.restart();
+  const reloaded = await again.get(cloud.user, 'cache');
+  assert.equal(reloaded.status, 'running');
+  assert.equal(await cli(reloaded, again.view(reloaded).url, 'GET', 'greeting'), 'hello through the tunnel');
+  await again.remove(cloud.user, 'cache');
+  assert.deepEqual(listeningAddresses(reloaded.port), []);
+});
