@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import https from 'node:https';
 import { after, before, test } from 'node:test';
 import { connect as tlsConnect, createSecureContext, type PeerCertificate, type SecureContext } from 'node:tls';
-import { WebSocket, WebSocketServer } from 'ws';
+import { WebSocket, WebSocketServer, type ClientOptions } from 'ws';
 import { createGate, type Gate } from '../../src/gate/gate.ts';
 import { startIdleReaper } from '../../src/gate/idle-reaper.ts';
 import { RoutingTable } from '../../src/gate/routing-table.ts';
@@ -101,7 +101,7 @@ test('redirects plain HTTP to HTTPS on a route that asks for it, keeping the pat
 
 async function openWs(url: string, opts: { ca?: string; servername?: string } = {}): Promise<{ ws: WebSocket; first: string }> {
   // ws hands unknown options on to tls.connect; its types do not list servername.
-  const wsOpts: ConstructorParameters<typeof WebSocket>[1] & { servername?: string } = { headers: { host: H1 }, ca: opts.ca };
+  const wsOpts: ClientOptions & { servername?: string } = { headers: { host: H1 }, ca: opts.ca };
   if (opts.servername !== undefined) wsOpts.servername = opts.servername;
   const ws = new WebSocket(url, wsOpts);
   const first = await new Promise<string>((resolve, reject) => {
