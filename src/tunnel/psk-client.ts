@@ -3,6 +3,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { ConnectionOptions } from 'node:tls';
 import type { HostPort } from '../core/config.ts';
+import { listenOrExplain } from './listen.ts';
 import { pskKeyBytes } from './psk-file.ts';
 import { splice } from './splice.ts';
 import { HANDSHAKE_TIMEOUT_MS, PSK_CIPHERS } from './tls-psk-options.ts';
@@ -88,13 +89,8 @@ export async function startPskClient(opts: PskClientOptions): Promise<PskClient>
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.local.port, opts.local.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listenOrExplain(server, opts.local, 'tunnel');
+  server.on('error', (err: Error) => opts.onError?.(err));
   const bound = server.address() as AddressInfo;
 
   return {

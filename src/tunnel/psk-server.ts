@@ -4,6 +4,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { createServer } from 'node:tls';
 import type { TLSSocket } from 'node:tls';
 import type { HostPort } from '../core/config.ts';
+import { listenOrExplain } from './listen.ts';
 import { pskKeyBytes } from './psk-file.ts';
 import { splice } from './splice.ts';
 import { HANDSHAKE_TIMEOUT_MS, PSK_CIPHERS } from './tls-psk-options.ts';
@@ -34,6 +35,8 @@ export interface PskEndpointOptions {
   onRefused?: (reason: string, remoteAddress: string | undefined) => void;
   /** Default 10 s. */
   handshakeTimeoutMs?: number;
+  /** The target refused or failed, accept failed, or `identities` threw. */
+  onError?: (err: Error) => void;
 }
 
 export interface PskEndpoint {
@@ -80,7 +83,14 @@ export async function startPskEndpoint(opts: PskEndpointOptions): Promise<PskEnd
     // PSK handshake checked against the current identities.
     secureOptions: constants.SSL_OP_NO_TICKET,
     pskCallback(socket: TLSSocket, identity: string): Buffer | null {
-      const key = opts.identities().get(identity);
+      let key: string | undefined;
+      try {
+        key = opts.identities().get(identity);
+      } catch (err) {
+        // Thrown out of a native callback, this would take the process down.
+        opts.onError?.(err instanceof Error ? err : new Error(String(err)));
+        return null;
+      }
       if (key === undefined) return null;
       identityOf.set(socket, identity);
       return pskKeyBytes(key);
@@ -95,30 +105,28 @@ export async function startPskEndpoint(opts: PskEndpointOptions): Promise<PskEnd
   server.on('secureConnection', (tls: TLSSocket) => {
     const identity = identityOf.get(tls) ?? '';
     const upstream = tcpConnect({ host: opts.target.host, port: opts.target.port, allowHalfOpen: true });
+    upstream.once('error', (err: Error) => opts.onError?.(err));
     live.set(tls, identity);
     splice(tls, upstream, () => live.delete(tls));
     opts.onConnection?.({
       identity,
       protocol: tls.getProtocol() ?? '',
       cipher: tls.getCipher()?.name ?? '',
-      remoteAddress: tls.remoteAddress ?? '', remotePort: tls.remotePort ?? 0,
+      remoteAddress: tls.remoteAddress ?? '',
+      remotePort: tls.remotePort ?? 0,
     });
   });
 
   // Without a listener these are silent anyway; with one, the caller can log
   // refusals (they are what an operator looks for when a tunnel "hangs").
   server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
-    opts.onRefused?.(err.message, socket.remoteAddress);
     socket.destroy();
+    opts.onRefused?.(err.message, socket.remoteAddress);
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.listen.port, opts.listen.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listenOrExplain(server, opts.listen, 'TLS-PSK endpoint');
+  // Accept failures (EMFILE…) arrive here; unheard, they would crash the process.
+  server.on('error', (err: Error) => opts.onError?.(err));
   const bound = server.address() as AddressInfo;
 
   return {
