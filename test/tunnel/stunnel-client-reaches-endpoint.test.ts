@@ -1,12 +1,13 @@
 // Real stunnel4 in client mode, configured with exactly the stunnel.conf we
 // hand to users, talking to our TLS-PSK endpoint in front of an echo server.
 import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
 import { test } from 'node:test';
 import { startPskEndpoint } from '../../src/tunnel/psk-server.ts';
 import type { PskConnectionInfo } from '../../src/tunnel/psk-server.ts';
 import { clientStunnelConf } from '../../src/tunnel/stunnel-conf.ts';
 import { formatPskFile } from '../../src/tunnel/psk-file.ts';
-import { NO_STUNNEL, freePort, roundTrip, startEcho, startStunnel, tempDir, waitFor, writePskFile } from './fixtures.ts';
+import { NO_STUNNEL, freePort, listen, roundTrip, startEcho, startStunnel, tempDir, waitFor, writePskFile } from './fixtures.ts';
 import type { TestContext } from 'node:test';
 
 const ASCII_KEY = 'correct horse battery staple';
@@ -119,3 +120,22 @@ for (const [version, extra] of [['TLS 1.3', ''], ['TLS 1.2', 'sslVersionMax = TL
     assert.deepEqual(s.connected.map((c) => c.identity), ['laptop', 'laptop-2026']);
   });
 }
+
+test('a reply sent only after the stunnel client shuts down writing still arrives (half-close)', { skip: NO_STUNNEL, timeout: 30_000 }, async (t) => {
+  const target = createServer({ allowHalfOpen: true }, (s) => {
+    let got = '';
+    s.on('data', (d: Buffer) => (got += d.toString()));
+    s.on('end', () => s.end(`late reply to ${got}`));
+  });
+  const port = await listen(target);
+  t.after(() => new Promise<void>((r) => target.close(() => r())));
+  const endpoint = await startPskEndpoint({
+    listen: { host: '127.0.0.1', port: 0 },
+    target: { host: '127.0.0.1', port },
+    identities: () => new Map([['laptop', ASCII_KEY]]),
+  });
+  t.after(() => endpoint.close());
+  const client = await stunnelClient(t, endpoint.address.port, { laptop: ASCII_KEY });
+  const r = await roundTrip(client.acceptPort, 'the request');
+  assert.equal(r.data.toString(), 'late reply to the request', client.stunnelLog());
+});
