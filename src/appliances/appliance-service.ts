@@ -1,5 +1,5 @@
 import { mkdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Clock } from '../core/clock.ts';
 import { isoWithOffset } from '../core/clock.ts';
@@ -89,13 +89,13 @@ export class ApplianceService {
   constructor(opts: ApplianceServiceOptions) {
     this.#o = opts;
     const b = opts.binaries ?? {};
-    const runAs = opts.runAs;
+    const common = { ...(opts.runAs ? { runAs: opts.runAs } : {}), onCrash: (dir: string, output: string) => void this.#crashed(dir, output) };
     this.#static = new StaticDriver();
     this.#drivers = {
-      postgres: new PostgresDriver({ ...(b.pgBin ? { pgBin: b.pgBin } : {}), ...(runAs ? { runAs } : {}) }),
-      redis: new RedisDriver({ ...(b.redisServer ? { redisServer: b.redisServer } : {}), ...(runAs ? { runAs } : {}) }),
+      postgres: new PostgresDriver({ ...(b.pgBin ? { pgBin: b.pgBin } : {}), ...common }),
+      redis: new RedisDriver({ ...(b.redisServer ? { redisServer: b.redisServer } : {}), ...common }),
       static: this.#static,
-      mongo: new MongoDriver({ ...(b.mongod ? { mongod: b.mongod } : {}), ...(b.mongosh ? { mongosh: b.mongosh } : {}), ...(runAs ? { runAs } : {}) }),
+      mongo: new MongoDriver({ ...(b.mongod ? { mongod: b.mongod } : {}), ...(b.mongosh ? { mongosh: b.mongosh } : {}), ...common }),
     };
   }
 
@@ -365,6 +365,21 @@ export class ApplianceService {
     );
   }
 
+  /** A database server died on its own: the appliance is failed (with its last words) until started again. */
+  async #crashed(dir: string, output: string): Promise<void> {
+    const [userId, name] = relative(this.#o.dataDir, dir).split(sep);
+    if (!userId || !name) return;
+    await this.#exclusive(keyOf(userId, name), async () => {
+      const rec = await this.#o.store.getAppliance(userId, name);
+      if (!rec || rec.status !== 'running') return;
+      await this.#halt(rec).catch(() => undefined);
+      rec.status = 'failed';
+      rec.lastError = `the ${rec.kind} server exited unexpectedly: ${output}`;
+      await this.#o.store.putAppliance(rec);
+      this.#o.log?.warn({ appliance: name, user: userId, output }, 'appliance server exited unexpectedly');
+    }).catch((e: unknown) => this.#o.log?.warn({ appliance: name, err: (e as Error).message }, 'recording a crash failed'));
+  }
+
   async #halt(rec: ApplianceRecord): Promise<void> {
     const rt = this.#runtime.get(keyOf(rec.userId, rec.name));
     if (rt?.endpoint) {
@@ -449,6 +464,19 @@ export class ApplianceService {
       if (this.#locks.get(key) === tail) this.#locks.delete(key);
     }
   }
+}
+
+/**
+ * The static appliance a visitor's Host names (`<name>.static.<domain>`, any
+ * port, any case), or null: the gate calls this, then
+ * `(await appliances.staticSiteByName(name))?.handle(req, res)`.
+ */
+export function staticSiteName(host: string, domain: string): string | null {
+  const h = host.toLowerCase().replace(/:\d+$/, '').replace(/\.$/, '');
+  const suffix = `.static.${domain.toLowerCase()}`;
+  if (!h.endsWith(suffix)) return null;
+  const name = h.slice(0, -suffix.length);
+  return NAME.test(name) ? name : null;
 }
 
 function keyOf(userId: string, name: string): string {

@@ -13,6 +13,8 @@ import { baseEnv, commandStream, runCommand } from './run-command.ts';
 import { ServerProcess, stopByPidFile } from './server-process.ts';
 
 export interface MongoDriverOptions {
+  /** Told when the server of the appliance in `dir` dies on its own. */
+  onCrash?: (dir: string, output: string) => void;
   /** mongod; found from EPH_MONGOD or PATH when absent. */
   mongod?: string;
   mongosh?: string;
@@ -77,6 +79,10 @@ export class MongoDriver implements ApplianceDriver {
       cwd: dir,
       who: this.#account,
       pidFile: join(dir, 'server.pid'),
+      onCrash: (output: string) => {
+        this.#running.delete(dir);
+        this.#opts.onCrash?.(dir, output);
+      },
       readyLine: /[Ww]aiting for connections/,
       readyTimeoutMs: 60_000,
       stopSignal: 'SIGTERM',

@@ -11,6 +11,8 @@ import { baseEnv, commandStream, runCommand } from './run-command.ts';
 import { ServerProcess, stopByPidFile } from './server-process.ts';
 
 export interface PostgresDriverOptions {
+  /** Told when the server of the appliance in `dir` dies on its own. */
+  onCrash?: (dir: string, output: string) => void;
   /** Directory of initdb/postgres/pg_dump/psql; found when absent (see findPgBin). */
   pgBin?: string;
   /** Account to run as when the cloud is root; default `postgres`. */
@@ -89,6 +91,10 @@ export class PostgresDriver implements ApplianceDriver {
       cwd: dir,
       who: this.#account,
       pidFile: join(dir, 'server.pid'),
+      onCrash: (output: string) => {
+        this.#running.delete(dir);
+        this.#opts.onCrash?.(dir, output);
+      },
       readyLine: /database system is ready to accept connections/,
       stopSignal: 'SIGINT',
     });

@@ -14,6 +14,8 @@ import { assertTraversable, makePrivateDir, resolveRunAs } from './run-as.ts';
 import { ServerProcess, stopByPidFile } from './server-process.ts';
 
 export interface RedisDriverOptions {
+  /** Told when the server of the appliance in `dir` dies on its own. */
+  onCrash?: (dir: string, output: string) => void;
   redisServer?: string;
   /** Account to run as when the cloud is root; default `redis`. */
   runAs?: string;
@@ -76,6 +78,10 @@ export class RedisDriver implements ApplianceDriver {
       cwd: dir,
       who,
       pidFile: join(dir, 'server.pid'),
+      onCrash: (output: string) => {
+        this.#running.delete(dir);
+        this.#opts.onCrash?.(dir, output);
+      },
       readyLine: /Ready to accept connections/,
       stopSignal: 'SIGTERM',
     });

@@ -20,6 +20,8 @@ export interface ServerProcessOptions {
   readyTimeoutMs?: number;
   /** How the server shuts down cleanly (PostgreSQL: SIGINT, fast shutdown). */
   stopSignal: NodeJS.Signals;
+  /** Called when the server exits after it was ready without being asked to stop; gets its last output. */
+  onCrash?: (output: string) => void;
 }
 
 /** A long-running database server we started and supervise. */
@@ -28,6 +30,7 @@ export class ServerProcess {
   readonly #opts: ServerProcessOptions;
   readonly #exited: Promise<void>;
   #tail = '';
+  #stopping = false;
 
   private constructor(child: ChildProcess, opts: ServerProcessOptions) {
     this.#child = child;
@@ -74,6 +77,9 @@ export class ServerProcess {
       }, opts.readyTimeoutMs ?? 30_000);
     });
     if (child.pid !== undefined) await writeFile(opts.pidFile, `${child.pid}\n`);
+    void proc.#exited.then(() => {
+      if (!proc.#stopping) opts.onCrash?.(proc.lastOutput());
+    });
     return proc;
   }
 
@@ -94,6 +100,7 @@ export class ServerProcess {
 
   /** Asks for a clean shutdown; kills it when that takes longer than `timeoutMs`. */
   async stop(timeoutMs = 20_000): Promise<void> {
+    this.#stopping = true;
     if (this.alive) {
       this.#child.kill(this.#opts.stopSignal);
       const timer = setTimeout(() => this.#child.kill('SIGKILL'), timeoutMs);

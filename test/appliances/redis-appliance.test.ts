@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { Readable } from 'node:stream';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { ApplianceRecord } from '../../src/core/types.ts';
 import { findRedisServer, onPath } from '../../src/appliances/binaries.ts';
 import { waitFor } from '../tunnel/fixtures.ts';
@@ -104,6 +106,24 @@ test('restore refuses what is not an RDB file and keeps the data', { skip: NO_RE
   const url = cloud.appliances.view(rec).url;
   await assert.rejects(cloud.appliances.restore(cloud.user, 'cache', Readable.from([Buffer.from('not redis at all')])), { code: 'INVALID_VALUE' });
   assert.equal(await cli(rec, url, 'GET', 'greeting'), 'hello through the tunnel');
+});
+
+test('a server that dies on its own marks the appliance failed with its reason; start brings it back', { skip: NO_REDIS }, async () => {
+  const pid = Number(readFileSync(join(cloud.dir, 'appliances', cloud.user.id, 'cache', 'server.pid'), 'utf8'));
+  process.kill(pid, 'SIGKILL');
+  let failed: ApplianceRecord | undefined;
+  const deadline = Date.now() + 10_000;
+  while (failed?.status !== 'failed') {
+    assert.ok(Date.now() < deadline, 'the crash was not recorded within 10 s');
+    await new Promise((r) => setTimeout(r, 20));
+    failed = await cloud.appliances.get(cloud.user, 'cache');
+  }
+  assert.match(failed.lastError ?? '', /^the redis server exited unexpectedly/);
+  assert.deepEqual(listeningAddresses(rec.publicPort), []);
+  await assert.rejects(cloud.appliances.backup(cloud.user, 'cache'), { code: 'CONFLICT' });
+  rec = await cloud.appliances.start(cloud.user, 'cache');
+  assert.equal(rec.lastError, null);
+  assert.equal(await cli(rec, cloud.appliances.view(rec).url, 'GET', 'greeting'), 'hello through the tunnel');
 });
 
 test('data survives a restart of the cloud', { skip: NO_REDIS }, async () => {

@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 import { request } from 'undici';
 import type { ApplianceRecord } from '../../src/core/types.ts';
 import { handleWebDav } from '../../src/appliances/webdav.ts';
+import { staticSiteName } from '../../src/appliances/appliance-service.ts';
 import type { Cloud } from './fixtures.ts';
 import { listeningAddresses, startCloud, tunnelTo } from './fixtures.ts';
 
@@ -193,4 +194,12 @@ test('static site names are global: another user cannot take one', async () => {
   await assert.rejects(cloud.appliances.create(cloud.other, 'static', 'site'), { code: 'CONFLICT' });
   await assert.rejects(cloud.appliances.create(cloud.user, 'static', 'site'), { code: 'CONFLICT' });
   assert.equal(await cloud.appliances.staticSiteByName('unknown'), null);
+});
+
+test('the gate finds the site from a <name>.static.<domain> host', () => {
+  assert.equal(staticSiteName('site.static.eph.localhost', 'eph.localhost'), 'site');
+  assert.equal(staticSiteName('Site.Static.EPH.localhost:8080', 'eph.localhost'), 'site');
+  assert.equal(staticSiteName('eph-0123abcd.eph.localhost', 'eph.localhost'), null);
+  assert.equal(staticSiteName('a.b.static.eph.localhost', 'eph.localhost'), null);
+  assert.equal(staticSiteName('site.static.other.org', 'eph.localhost'), null);
 });
