@@ -3,6 +3,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { ConnectionOptions } from 'node:tls';
 import type { HostPort } from '../core/config.ts';
+import { describeHandshakeFailure } from './handshake-failure.ts';
 import { listenOrExplain } from './listen.ts';
 import { pskKeyBytes } from './psk-file.ts';
 import { splice } from './splice.ts';
@@ -66,7 +67,8 @@ export async function startPskClient(opts: PskClientOptions): Promise<PskClient>
     const timer = setTimeout(onHandshakeTimeout, HANDSHAKE_TIMEOUT_MS, remote);
     const refused = (err: Error): void => {
       clearTimeout(timer);
-      opts.onError?.(err);
+      const where = `${opts.remote.host}:${opts.remote.port}`;
+      opts.onError?.(new Error(`TLS-PSK handshake with ${where} as "${opts.identity}" failed: ${describeHandshakeFailure(err)}`, { cause: err }));
       local.destroy();
       live.delete(local);
     };

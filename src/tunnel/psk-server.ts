@@ -4,6 +4,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { createServer } from 'node:tls';
 import type { TLSSocket } from 'node:tls';
 import type { HostPort } from '../core/config.ts';
+import { describeHandshakeFailure } from './handshake-failure.ts';
 import { listenOrExplain } from './listen.ts';
 import { pskKeyBytes } from './psk-file.ts';
 import { splice } from './splice.ts';
@@ -31,7 +32,7 @@ export interface PskEndpointOptions {
    */
   identities: () => ReadonlyMap<string, string>;
   onConnection?: (info: PskConnectionInfo) => void;
-  /** A handshake that failed: unknown identity, wrong key, not TLS, timeout. */
+  /** A handshake that failed, e.g. `wrong key (binder does not verify)`, `unknown identity…`, `not a TLS client…`. */
   onRefused?: (reason: string, remoteAddress: string | undefined) => void;
   /** Default 10 s. */
   handshakeTimeoutMs?: number;
@@ -121,7 +122,7 @@ export async function startPskEndpoint(opts: PskEndpointOptions): Promise<PskEnd
   // refusals (they are what an operator looks for when a tunnel "hangs").
   server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
     socket.destroy();
-    opts.onRefused?.(err.message, socket.remoteAddress);
+    opts.onRefused?.(describeHandshakeFailure(err), socket.remoteAddress);
   });
 
   await listenOrExplain(server, opts.listen, 'TLS-PSK endpoint');

@@ -64,6 +64,7 @@ test('a stunnel4 server refuses our client with a wrong key; the local connectio
   assert.equal(r.data.length, 0);
   assert.equal(s.echo.accepted(), 0);
   await waitFor('the client to report the refusal', () => s.errors.length > 0);
+  assert.match(s.errors[0]!.message, /^TLS-PSK handshake with 127\.0\.0\.1:\d+ as "laptop" failed: wrong key/);
 });
 
 test('a stunnel4 server refuses our client with an unknown identity', { skip: NO_STUNNEL, timeout: 30_000 }, async (t) => {
@@ -72,4 +73,5 @@ test('a stunnel4 server refuses our client with an unknown identity', { skip: NO
   assert.equal(r.data.length, 0);
   assert.equal(s.echo.accepted(), 0);
   await waitFor('the client to report the refusal', () => s.errors.length > 0);
+  assert.match(s.errors[0]!.message, /as "stranger" failed: unknown identity/);
 });

@@ -26,6 +26,7 @@ test('plain TCP bytes (a psql startup packet, an HTTP request) are refused and n
     assert.ok(r.data.length === 0 || r.data[0] === 0x15, `unexpected reply ${r.data.toString('hex')}`);
   }
   await waitFor('three refusals', () => refused.length === 3);
+  for (const reason of refused) assert.match(reason, /^not a TLS client \(/);
   assert.equal(echo.accepted(), 0);
   assert.equal(echo.bytes(), 0);
   assert.equal(endpoint.connections(), 0);

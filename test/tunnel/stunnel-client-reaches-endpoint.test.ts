@@ -92,6 +92,7 @@ test('stunnel4 client with a wrong key is refused and no byte reaches the target
   assert.equal(r.data.length, 0);
   assert.equal(s.echo.accepted(), 0);
   await waitFor('the refusal to be reported', () => s.refused.length > 0);
+  assert.match(s.refused[0]!, /^wrong key \(/);
   assert.equal(s.connected.length, 0);
 });
 
@@ -101,6 +102,7 @@ test('stunnel4 client with an unknown identity is refused', { skip: NO_STUNNEL, 
   assert.equal(r.data.length, 0);
   assert.equal(s.echo.accepted(), 0);
   await waitFor('the refusal to be reported', () => s.refused.length > 0);
+  assert.match(s.refused[0]!, /^unknown identity/);
 });
 
 for (const [version, extra] of [['TLS 1.3', ''], ['TLS 1.2', 'sslVersionMax = TLSv1.2\n']] as const) {
