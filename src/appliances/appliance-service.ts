@@ -292,10 +292,17 @@ export class ApplianceService {
       kind: rec.kind,
       status: rec.status,
       public: `${this.#o.publicHost}:${rec.publicPort}`,
-      url: this.#drivers[rec.kind].url(rec, this.#drivers[rec.kind].defaultLocalPort),
+      url: this.#url(rec),
       createdAt: isoWithOffset(rec.createdAt),
       lastError: rec.lastError,
     };
+  }
+
+  #url(rec: ApplianceRecord): string {
+    // While it is being created the settings (role, password) do not exist yet.
+    if (rec.status === 'creating') return '';
+    const driver = this.#drivers[rec.kind];
+    return driver.url(rec, driver.defaultLocalPort);
   }
 
   /** The files of the user's static appliance, for the API's upload/list/delete. */

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import type { Stats } from 'node:fs';
-import { lstat, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { Transform } from 'node:stream';
@@ -103,6 +103,10 @@ export class StaticFiles {
     const temp = join(parent, `.eph-upload-${randomBytes(6).toString('hex')}`);
     try {
       await pipeline(body, sizeCap(this.#maxFileBytes, rel), createWriteStream(temp, { mode: 0o644 }));
+      // On disk before the answer: an acknowledged upload survives a crash.
+      const fh = await open(temp, 'r');
+      await fh.sync();
+      await fh.close();
       await rename(temp, full);
     } catch (e) {
       await rm(temp, { force: true });
