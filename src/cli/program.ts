@@ -8,9 +8,7 @@ import { gateCommands } from './gate.ts';
 import { instanceCommands } from './instances.ts';
 import { logsCommand } from './logs.ts';
 import { publishCommand } from './publish.ts';
-import { serveCommand } from './serve.ts';
 import { tunnelCommand } from './tunnel.ts';
-import { usersCommand } from './users.ts';
 
 /** Exit status of a wrong command line (unknown command or option, missing argument). */
 export const USAGE_EXIT = 2;
@@ -24,8 +22,21 @@ function version(): string {
   }
 }
 
-/** The `eph` program with every command registered; nothing runs until it is parsed. */
-export function buildProgram(): Command {
+/** The commands of this folder that only talk to the API. */
+const CLIENT_COMMANDS = new Set(['publish', 'ls', 'show', 'start', 'stop', 'alias', 'rm', 'logs', 'gate', 'appliance', 'tunnel']);
+
+/**
+ * `serve` and `users` load the store and the server (kysely alone costs about
+ * half a second); `eph ls` needs neither, so they are loaded only when the
+ * command line may reach them: when it names no client command.
+ */
+function mayReachAdminCommands(argv: readonly string[]): boolean {
+  const first = argv.slice(2).find((a) => !a.startsWith('-'));
+  return first === undefined || !CLIENT_COMMANDS.has(first);
+}
+
+/** The `eph` program with the commands `argv` may reach registered; nothing runs until it is parsed. */
+export async function buildProgram(argv: readonly string[] = process.argv): Promise<Command> {
   const program = new Command('eph')
     .description('Ephemeric: a just-in-time application cloud. Client commands read EPH_URL, EPH_USER and EPH_TOKEN.')
     .version(version(), '-V, --version')
@@ -36,8 +47,11 @@ export function buildProgram(): Command {
     .configureOutput({
       outputError: (str, write) => write(`eph: ${str.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim()}\n`),
     });
-  serveCommand(program);
-  usersCommand(program);
+  if (mayReachAdminCommands(argv)) {
+    const [{ serveCommand }, { usersCommand }] = await Promise.all([import('./serve.ts'), import('./users.ts')]);
+    serveCommand(program);
+    usersCommand(program);
+  }
   publishCommand(program);
   instanceCommands(program);
   logsCommand(program);
@@ -68,7 +82,7 @@ export function reportFailure(e: unknown): number {
 export async function runCli(argv: readonly string[]): Promise<number> {
   let status = 0;
   try {
-    await buildProgram().parseAsync([...argv]);
+    await (await buildProgram(argv)).parseAsync([...argv]);
   } catch (e) {
     status = reportFailure(e);
   } finally {

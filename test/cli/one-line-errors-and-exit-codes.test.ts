@@ -89,8 +89,12 @@ test("API errors exit 1 with the API's message; non-JSON error answers still giv
   assert.equal(auth, `Basic ${Buffer.from('u-recorded:wrong').toString('base64')}`);
 });
 
-test('--help and --version exit 0', async () => {
-  const [help, version] = await Promise.all([eph(['gate', 'split', '--help']), eph(['--version'])]);
+test('--help and --version exit 0; the top-level help lists the admin commands too', async () => {
+  const [help, version, top] = await Promise.all([eph(['gate', 'split', '--help']), eph(['--version']), eph(['--help'])]);
+  assert.equal(top.code, 0);
+  for (const name of ['serve', 'users', 'publish', 'ls', 'logs', 'gate', 'appliance', 'tunnel']) {
+    assert.match(top.stdout, new RegExp(`^  ${name} `, 'm'), `eph --help lists ${name}`);
+  }
   assert.equal(help.code, 0);
   assert.match(help.stdout, /Usage: eph gate split \[options\] <domain> <targets\.\.\.>/);
   assert.equal(version.code, 0);
