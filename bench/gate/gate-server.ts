@@ -18,3 +18,4 @@ const gate = createGate({
 const addr = await gate.listen('127.0.0.1', 0);
 console.log(JSON.stringify({ port: addr.port }));
 process.stdin.on('end', () => process.exit(0)).resume();
+process.on('SIGINT', () => process.exit(0));

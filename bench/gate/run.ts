@@ -8,7 +8,7 @@
  *   node bin/run-ts.js bench/gate/run.ts [--duration 5] [--connections 32] [--only gate]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -47,8 +47,39 @@ async function freePort(): Promise<number> {
   return p;
 }
 
+/**
+ * CPU time (user + system, in ms) used so far by a process and its
+ * descendants. The machine is shared (wrk, the app and the proxy on 2 cores,
+ * maybe other work too), so rps alone is noisy; CPU per request is not.
+ */
+function treeCpuMs(pid: number): number {
+  const parent = new Map<number, number>();
+  const ticks = new Map<number, number>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      parent.set(Number(d), Number(f[1]));
+      ticks.set(Number(d), Number(f[11]) + Number(f[12]));
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  let sum = 0;
+  for (const [p, t] of ticks) {
+    for (let q: number | undefined = p; q !== undefined && q > 1; q = parent.get(q)) {
+      if (q === pid) {
+        sum += t;
+        break;
+      }
+    }
+  }
+  return (sum * 1000) / 100; // USER_HZ is 100 on Linux
+}
+
 /** Starts a child that prints `{"port":N}` on its first stdout line. */
-function startJsonChild(cmd: string, argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+function startJsonChild(cmd: string, argv: string[], env: NodeJS.ProcessEnv): Promise<{ port: number; pid: number }> {
   const c = spawn(cmd, argv, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'], cwd: root });
   children.push(c);
   return new Promise((res, rej) => {
@@ -59,7 +90,7 @@ function startJsonChild(cmd: string, argv: string[], env: NodeJS.ProcessEnv): Pr
       const nl = out.indexOf('\n');
       if (nl >= 0) {
         clearTimeout(t);
-        res((JSON.parse(out.slice(0, nl)) as { port: number }).port);
+        res({ port: (JSON.parse(out.slice(0, nl)) as { port: number }).port, pid: c.pid! });
       }
     });
     c.on('exit', (code) => rej(new Error(`${argv.join(' ')} exited ${code}`)));
@@ -76,7 +107,7 @@ async function waitPort(port: number): Promise<void> {
   }
 }
 
-async function startNginx(appPort: number): Promise<number> {
+async function startNginx(appPort: number): Promise<{ port: number; pid: number }> {
   const port = await freePort();
   const d = join(dir, 'nginx');
   spawnSync('mkdir', ['-p', d]);
@@ -107,12 +138,13 @@ http {
 }
 `,
   );
-  children.push(spawn('nginx', ['-c', conf, '-p', d, '-g', 'daemon off;'], { stdio: 'inherit' }));
+  const c = spawn('nginx', ['-c', conf, '-p', d, '-g', 'daemon off;'], { stdio: 'inherit' });
+  children.push(c);
   await waitPort(port);
-  return port;
+  return { port, pid: c.pid! };
 }
 
-async function startHaproxy(appPort: number): Promise<number> {
+async function startHaproxy(appPort: number): Promise<{ port: number; pid: number }> {
   const port = await freePort();
   const cfg = join(dir, 'haproxy.cfg');
   writeFileSync(
@@ -135,9 +167,10 @@ backend b
   server app 127.0.0.1:${appPort}
 `,
   );
-  children.push(spawn('haproxy', ['-f', cfg, '-db'], { stdio: 'inherit' }));
+  const c = spawn('haproxy', ['-f', cfg, '-db'], { stdio: 'inherit' });
+  children.push(c);
   await waitPort(port);
-  return port;
+  return { port, pid: c.pid! };
 }
 
 interface Result {
@@ -145,6 +178,8 @@ interface Result {
   rps: number;
   p99ms: number;
   p50ms: number;
+  /** CPU of the proxy (or of the app, for direct) per request, in microseconds. */
+  cpuUs: number;
 }
 
 function toMs(v: string): number {
@@ -154,7 +189,8 @@ function toMs(v: string): number {
   return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n;
 }
 
-function wrk(name: string, port: number, seconds: number): Result {
+function wrk(name: string, port: number, pid: number, seconds: number): Result {
+  const cpu0 = treeCpuMs(pid);
   const r = spawnSync(
     'wrk',
     ['-t2', `-c${CONNS}`, `-d${seconds}s`, '--latency', '-H', `Host: ${HOST}`, `http://127.0.0.1:${port}/`],
@@ -164,8 +200,10 @@ function wrk(name: string, port: number, seconds: number): Result {
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
   const p99 = toMs(/\s99%\s+(\S+)/.exec(out)?.[1] ?? '');
   const p50 = toMs(/\s50%\s+(\S+)/.exec(out)?.[1] ?? '');
+  const total = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
+  const cpuUs = ((treeCpuMs(pid) - cpu0) * 1000) / total;
   if (/Non-2xx|Socket errors/.test(out)) console.error(`${name}: ${out.split('\n').filter((l) => /Non-2xx|Socket errors/.test(l)).join('; ')}`);
-  return { name, rps, p99ms: p99, p50ms: p50 };
+  return { name, rps, p99ms: p99, p50ms: p50, cpuUs };
 }
 
 for (const cmd of ['wrk', 'nginx', 'haproxy']) {
@@ -175,31 +213,38 @@ for (const cmd of ['wrk', 'nginx', 'haproxy']) {
   }
 }
 
-const appPort = await startJsonChild(process.execPath, [join(here, 'app.mjs')], {});
-const targets: Array<[string, number]> = [['direct', appPort]];
+const loadBefore = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+const app = await startJsonChild(process.execPath, [join(here, 'app.mjs')], {});
+const appPort = app.port;
+const targets: Array<[string, { port: number; pid: number }]> = [['direct', app]];
 if (!ONLY || ONLY === 'nginx') targets.push(['nginx', await startNginx(appPort)]);
 if (!ONLY || ONLY === 'haproxy') targets.push(['haproxy', await startHaproxy(appPort)]);
-const gatePort = await startJsonChild(process.execPath, [join(root, 'bin', 'run-ts.js'), join(here, 'gate-server.ts')], {
+const nodeFlags = (process.env.GATE_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+const gate = await startJsonChild(process.execPath, [...nodeFlags, join(root, 'bin', 'run-ts.js'), join(here, 'gate-server.ts')], {
   APP_PORT: String(appPort),
   GATE_HOST: HOST,
 });
-targets.push(['gate', gatePort]);
+targets.push(['gate', gate]);
 
 const results: Result[] = [];
-for (const [name, port] of targets) {
-  wrk(name, port, 1); // warm-up (JIT, pools)
-  results.push(wrk(name, port, DURATION));
+for (const [name, t] of targets) {
+  wrk(name, t.port, t.pid, 1); // warm-up (JIT, pools)
+  results.push(wrk(name, t.port, t.pid, DURATION));
 }
 
 const pad = (s: string, n: number): string => s.padStart(n);
 console.log(`\nwrk -t2 -c${CONNS} -d${DURATION}s keep-alive GET, app: Node http 'ok'; proxies: 1 worker/thread each\n`);
-console.log(`${'target'.padEnd(10)}${pad('rps', 12)}${pad('p50 ms', 10)}${pad('p99 ms', 10)}`);
-for (const r of results) console.log(`${r.name.padEnd(10)}${pad(r.rps.toFixed(0), 12)}${pad(r.p50ms.toFixed(2), 10)}${pad(r.p99ms.toFixed(2), 10)}`);
+console.log(`load average before the runs: ${loadBefore}`);
+console.log(`${'target'.padEnd(10)}${pad('rps', 12)}${pad('p50 ms', 10)}${pad('p99 ms', 10)}${pad('CPU us/req', 12)}`);
+for (const r of results) {
+  console.log(`${r.name.padEnd(10)}${pad(r.rps.toFixed(0), 12)}${pad(r.p50ms.toFixed(2), 10)}${pad(r.p99ms.toFixed(2), 10)}${pad(r.cpuUs.toFixed(1), 12)}`);
+}
+console.log('(CPU us/req: CPU time of the proxy process tree per request; for direct, of the app)');
 const by = (n: string): Result | undefined => results.find((r) => r.name === n);
 const g = by('gate')!;
 for (const peer of ['nginx', 'haproxy']) {
   const p = by(peer);
-  if (p) console.log(`gate/${peer}: rps ${(g.rps / p.rps).toFixed(2)}x, p99 ${(g.p99ms / p.p99ms).toFixed(2)}x`);
+  if (p) console.log(`gate/${peer}: rps ${(g.rps / p.rps).toFixed(2)}x, p99 ${(g.p99ms / p.p99ms).toFixed(2)}x, CPU/req ${(g.cpuUs / p.cpuUs).toFixed(2)}x`);
 }
 cleanup();
 process.exit(0);

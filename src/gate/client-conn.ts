@@ -414,15 +414,18 @@ export class ClientConn implements UpstreamOwner {
 
   #sendRequest(c: UpstreamConn): void {
     const s = c.socket;
-    s.cork();
-    s.write(this.#fwdHead, 'latin1');
     this.#headSent = true;
     const stash = this.#stash;
-    if (!this.#reqDone && stash !== null) {
-      this.#stash = null;
-      const used = this.#forwardBody(stash, 0);
-      if (used < stash.length && this.#phase === P_EXCHANGE) this.#stash = stash.subarray(used);
+    if (this.#reqDone || stash === null) {
+      s.write(this.#fwdHead, 'latin1');
+      return;
     }
+    // Head and the body bytes already here leave in one writev.
+    s.cork();
+    s.write(this.#fwdHead, 'latin1');
+    this.#stash = null;
+    const used = this.#forwardBody(stash, 0);
+    if (used < stash.length && this.#phase === P_EXCHANGE) this.#stash = stash.subarray(used);
     s.uncork();
   }
 

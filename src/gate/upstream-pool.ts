@@ -1,6 +1,9 @@
 import { connect, type Socket } from 'node:net';
 import type { HostPort } from '../core/config.ts';
 
+/** Shared landing buffer for upstream reads (see UpstreamConn#onRead); the event loop is single-threaded, so one is enough. */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
 /** What an upstream connection reports to the exchange that holds it. */
 export interface UpstreamOwner {
   onUpstreamConnect(up: UpstreamConn): void;
@@ -26,10 +29,15 @@ export class UpstreamConn {
 
   constructor(pool: InstancePool) {
     this.pool = pool;
-    const s = connect({ host: pool.host, port: pool.port, allowHalfOpen: true, noDelay: true });
+    const s = connect({
+      host: pool.host,
+      port: pool.port,
+      allowHalfOpen: true,
+      noDelay: true,
+      onread: { buffer: READ_BUFFER, callback: this.#onRead },
+    });
     this.socket = s;
     s.on('connect', this.#onConnect);
-    s.on('data', this.#onData);
     s.on('end', this.#onEnd);
     s.on('error', this.#onError);
     s.on('close', this.#onClose);
@@ -39,6 +47,19 @@ export class UpstreamConn {
   #onConnect = (): void => {
     this.connected = true;
     this.owner?.onUpstreamConnect(this);
+  };
+
+  /**
+   * Reads land in one shared buffer and are copied out: a small response then
+   * costs a slice of Node's Buffer pool instead of a fresh ArrayBuffer per read,
+   * whose external-memory accounting made V8 scavenge every few milliseconds
+   * under load (measured: about a quarter of the gate's CPU per request).
+   */
+  #onRead = (n: number, buf: Uint8Array): boolean => {
+    const chunk = Buffer.allocUnsafe(n);
+    chunk.set(buf.subarray(0, n));
+    this.#onData(chunk);
+    return true;
   };
 
   #onData = (chunk: Buffer): void => {
