@@ -69,17 +69,15 @@ export function publishCommand(program: Command): void {
     }
     await piped;
     if (ctx.opts.wait) {
-      if (!ctx.json) process.stderr.write(`published ${inst.hostname}; starting…\n`);
       const hostname = inst.hostname;
-      // The publish itself succeeded: say so, since the instance now exists.
+      // The publish itself succeeded and the instance exists: the reason says so.
+      const notStarted = (why: string) => new CliError(`published ${hostname} but it did not start: ${why}`);
       inst = await apiJson<InstanceView>(ctx.settings, `/v1/instances/${encodeURIComponent(hostname)}/start`, { method: 'POST' }).catch(
         (e: unknown) => {
-          throw e instanceof CliError ? new CliError(`published ${hostname} but it did not start: ${e.message}`, { ...(e.code ? { code: e.code } : {}), ...(e.status ? { status: e.status } : {}) }) : e;
+          throw e instanceof CliError ? notStarted(e.message) : e;
         },
       );
-      if (inst.state !== 'running') {
-        throw new CliError(`published ${hostname} but it did not start${inst.lastError ? `: ${inst.lastError}` : ` (state ${inst.state})`}`);
-      }
+      if (inst.state !== 'running') throw notStarted(inst.lastError ?? `it is ${inst.state}`);
     }
     if (ctx.json) return printJson(inst);
     printLine(instanceLine(inst));

@@ -124,7 +124,7 @@ test('publish --wait over the plan limit: exit 1 saying it was published but not
   const { user: bob, token } = await fx.cloud.users.add('bob', 'free');
   const first = await fx.cloud.instances.publish(bob, Readable.from([fx.appZipBytes]), 'first');
   await fx.cloud.instances.setRunning(bob, first.hostname, true);
-  const r = await eph(['publish', fx.appZip, '--wait', '--json'], { env: { ...fx.env, EPH_USER: bob.id, EPH_TOKEN: token }, timeoutMs: 60_000 });
+  const r = await eph(['publish', fx.appZip, '--wait'], { env: { ...fx.env, EPH_USER: bob.id, EPH_TOKEN: token }, timeoutMs: 60_000 });
   assert.equal(r.code, 1);
   assert.equal(r.stdout, '');
   const m = /^eph: published (eph-[0-9a-f]{8}\.eph\.localhost) but it did not start: ([^\n]+)\n$/.exec(r.stderr);
