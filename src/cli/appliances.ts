@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseDuration } from '../core/config.ts';
@@ -53,17 +53,28 @@ export function applianceCommands(program: Command): void {
   const appliance = program.command('appliance').description('managed databases and files, reached through TLS-PSK tunnels');
 
   const create = clientCommand(appliance, 'create <kind> <name>', `create an appliance: ${APPLIANCE_KINDS.join(', ')}`)
+    .option('--psk-file <file>', 'save its first PSK identity (the psk.txt for stunnel or eph tunnel) to this new file')
     .option('--wait', 'return once it is running')
     .option('--timeout <duration>', 'how long --wait waits', '120s');
-  clientAction<{ wait?: boolean; timeout: string }>(create, async (ctx, kind, name) => {
+  clientAction<{ wait?: boolean; timeout: string; pskFile?: string }>(create, async (ctx, kind, name) => {
     if (!APPLIANCE_KINDS.includes(kind as ApplianceKind)) {
       throw new UsageError(`appliance create: unknown kind '${kind}'; expected one of ${APPLIANCE_KINDS.join(', ')}`);
     }
     const timeoutMs = durationFlag('--timeout', ctx.opts.timeout);
-    let a = await apiJson<ApplianceView>(ctx.settings, '/v1/appliances', { method: 'POST', json: { kind, name } });
-    if (ctx.opts.wait && a.status !== 'running') a = await waitReady(ctx, a.name, timeoutMs);
+    const pskFile = ctx.opts.pskFile;
+    // The key is shown once: make sure it can be saved before asking for it.
+    if (pskFile !== undefined && (await stat(pskFile).then(() => true, () => false))) {
+      throw new CliError(`--psk-file ${pskFile}: the file exists; choose a new file name`);
+    }
+    const created = await apiJson<ApplianceView & { psk?: string }>(ctx.settings, '/v1/appliances', { method: 'POST', json: { kind, name } });
+    const psk = created.psk;
+    if (pskFile !== undefined && psk) await writeFile(pskFile, psk, { mode: 0o600, flag: 'wx' });
+    let a: ApplianceView & { psk?: string } = created;
+    if (ctx.opts.wait && a.status !== 'running') a = { ...(await waitReady(ctx, a.name, timeoutMs)), ...(psk ? { psk } : {}) };
     if (ctx.json) return printJson(a);
     printLine(applianceLine(a));
+    if (psk && pskFile !== undefined) printLine(`psk.txt saved to ${pskFile}`);
+    else if (psk) printLine(`psk.txt (shown once; save it as psk.txt, or use --psk-file next time):\n${psk.trimEnd()}`);
   });
 
   const ls = clientCommand(appliance, 'ls', 'list your appliances');
@@ -107,8 +118,10 @@ export function applianceCommands(program: Command): void {
 
   const rm = clientCommand(appliance, 'rm <name>', 'stop and delete an appliance and its data');
   clientAction(rm, async (ctx, name) => {
-    const res = await apiJson<unknown>(ctx.settings, at(name!), { method: 'DELETE' });
-    if (ctx.json) return printJson(res);
+    // 204: no body to relay, so --json states what happened.
+    const res = await apiRequest(ctx.settings, at(name!), { method: 'DELETE' });
+    await res.body.dump();
+    if (ctx.json) return printJson({ deleted: name });
     printLine(`deleted ${name}`);
   });
 
@@ -176,13 +189,14 @@ export function applianceCommands(program: Command): void {
     } catch (e) {
       throw new CliError(isEphError(e) ? e.message : String(e));
     }
-    const res = await apiJson<unknown>(ctx.settings, `${at(name!)}/psk`, {
+    const res = await apiJson<{ identities?: unknown[] }>(ctx.settings, `${at(name!)}/psk`, {
       method: 'PUT',
       body: text,
       headers: { 'content-type': 'text/plain; charset=utf-8' },
     });
     if (ctx.json) return printJson(res);
-    printLine(`${name}: ${identities.size} PSK ${identities.size === 1 ? 'identity' : 'identities'} (${[...identities.keys()].join(', ')})`);
+    const ids = Array.isArray(res.identities) ? res.identities.map(String) : [...identities.keys()];
+    printLine(`${name}: ${ids.length} PSK ${ids.length === 1 ? 'identity' : 'identities'} (${ids.join(', ')})`);
   });
 
   const conf = clientCommand(appliance, 'stunnel-conf <name>', 'print the client stunnel.conf for it');

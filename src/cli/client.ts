@@ -22,7 +22,7 @@ export interface ApiResponse {
   status: number;
   headers: IncomingHttpHeaders;
   /** The answer's body, not yet read. */
-  body: Readable & { text(): Promise<string>; json(): Promise<unknown> };
+  body: Dispatcher.ResponseData['body'];
 }
 
 // One pool for the whole process, closed by closeClient() so that idle

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -19,18 +19,36 @@ const MYDB: ApplianceView = {
   url: 'postgres://eph_mydb:secret@127.0.0.1:5432/mydb',
 };
 
-test('appliance create --wait polls until running (against a recorded-shape API server)', async (t) => {
+const PSK = 'mydb-client:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n';
+
+test('appliance create --wait polls until running; --psk-file saves the one-time psk.txt (recorded-shape API server)', async (t) => {
   const api = await startRecordedApi(t);
   let polls = 0;
-  api.on('POST /v1/appliances', () => ({ status: 201, json: { ...MYDB, status: 'creating' } }));
+  api.on('POST /v1/appliances', () => ({ status: 201, json: { ...MYDB, status: 'creating', psk: PSK } }));
   api.on('GET /v1/appliances/mydb', () => ({ json: { ...MYDB, status: ++polls < 3 ? 'creating' : 'running' } }));
-  const r = await eph(['appliance', 'create', 'postgres', 'mydb', '--wait', '--json'], { env: api.env });
+  const dir = await mkdtemp(join(tmpdir(), 'eph-cli-create-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const pskFile = join(dir, 'psk.txt');
+  const r = await eph(['appliance', 'create', 'postgres', 'mydb', '--wait', '--json', '--psk-file', pskFile], { env: api.env });
   assert.equal(r.code, 0, r.stderr);
-  assert.deepEqual(JSON.parse(r.stdout), MYDB);
+  assert.deepEqual(JSON.parse(r.stdout), { ...MYDB, psk: PSK });
   assert.equal(polls, 3);
   const post = api.requests.find((q) => q.method === 'POST')!;
   assert.deepEqual(JSON.parse(post.body.toString()), { kind: 'postgres', name: 'mydb' });
   assert.match(String(post.headers['content-type']), /^application\/json/);
+  assert.equal(await readFile(pskFile, 'utf8'), PSK);
+  assert.equal((await stat(pskFile)).mode & 0o777, 0o600, 'the key file is private');
+
+  // An existing file is never overwritten, and nothing is created then.
+  const again = await eph(['appliance', 'create', 'postgres', 'other', '--psk-file', pskFile], { env: api.env });
+  assert.equal(again.code, 1);
+  assert.equal(again.stderr, `eph: --psk-file ${pskFile}: the file exists; choose a new file name\n`);
+  assert.equal(api.requests.filter((q) => q.method === 'POST').length, 1);
+
+  // Without --psk-file, the human output shows the key once.
+  const shown = await eph(['appliance', 'create', 'postgres', 'mydb'], { env: api.env });
+  assert.equal(shown.code, 0, shown.stderr);
+  assert.ok(shown.stdout.endsWith(`\n${PSK}`), shown.stdout);
 });
 
 test('appliance create --wait reports a failed start with its reason (recorded-shape API server)', async (t) => {
@@ -42,16 +60,20 @@ test('appliance create --wait reports a failed start with its reason (recorded-s
   assert.equal(r.stderr, 'eph: m failed to start: mongod is not installed\n');
 });
 
-test('appliance ls, show: table and fields (recorded-shape API server)', async (t) => {
+test('appliance ls, show, rm: table, fields, a 204 answer (recorded-shape API server)', async (t) => {
   const api = await startRecordedApi(t);
   const cache = { ...MYDB, name: 'cache', kind: 'redis', public: '127.0.0.1:40124', url: 'redis://:pw@127.0.0.1:6379' };
   api.on('GET /v1/appliances', () => ({ json: { appliances: [MYDB, cache] } }));
   api.on('GET /v1/appliances/mydb', () => ({ json: MYDB }));
-  const [ls, json, show] = await Promise.all([
+  api.on('DELETE /v1/appliances/cache', () => ({ write: (res) => res.writeHead(204).end() }));
+  const [ls, json, show, removed] = await Promise.all([
     eph(['appliance', 'ls'], { env: api.env }),
     eph(['appliance', 'ls', '--json'], { env: api.env }),
     eph(['appliance', 'show', 'mydb'], { env: api.env }),
+    eph(['appliance', 'rm', 'cache', '--json'], { env: api.env }),
   ]);
+  assert.equal(removed.code, 0, removed.stderr);
+  assert.deepEqual(JSON.parse(removed.stdout), { deleted: 'cache' });
   assert.equal(ls.code, 0, ls.stderr);
   assert.deepEqual(ls.stdout.trimEnd().split('\n').map((l) => l.split(/\s+/)), [
     ['NAME', 'KIND', 'STATUS', 'PUBLIC', 'URL'],
@@ -80,7 +102,7 @@ test('appliance backup streams to stdout or --output; restore streams stdin (rec
       next();
     },
   }));
-  api.on('POST /v1/appliances/mydb/restore', (q) => ({ json: { restored: 'mydb', bytes: q.body.length } }));
+  api.on('POST /v1/appliances/mydb/restore', (q) => ({ json: { ...MYDB, restoredBytes: q.body.length } }));
   const dir = await mkdtemp(join(tmpdir(), 'eph-cli-backup-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const file = join(dir, 'dump.sql');
@@ -97,7 +119,7 @@ test('appliance backup streams to stdout or --output; restore streams stdin (rec
 
   const restored = await eph(['appliance', 'restore', 'mydb', '--json'], { env: api.env, input: dump });
   assert.equal(restored.code, 0, restored.stderr);
-  assert.deepEqual(JSON.parse(restored.stdout), { restored: 'mydb', bytes: dump.length });
+  assert.deepEqual(JSON.parse(restored.stdout), { ...MYDB, restoredBytes: dump.length });
   const post = api.requests.find((q) => q.method === 'POST')!;
   assert.ok(post.body.equals(dump), 'the server received stdin byte for byte');
   assert.equal(post.headers['content-type'], 'application/octet-stream');
@@ -106,7 +128,7 @@ test('appliance backup streams to stdout or --output; restore streams stdin (rec
 test('appliance psk checks psk.txt locally (line number), then PUTs it; stunnel-conf prints the file (recorded-shape API server)', async (t) => {
   const api = await startRecordedApi(t);
   const conf = '[mydb]\nclient = yes\naccept = 127.0.0.1:5432\nconnect = 127.0.0.1:40123\nPSKsecrets = psk.txt\n';
-  api.on('PUT /v1/appliances/mydb/psk', () => ({ json: { name: 'mydb', identities: ['laptop', 'ci'] } }));
+  api.on('PUT /v1/appliances/mydb/psk', () => ({ json: { identities: ['laptop', 'ci'] } }));
   api.on('GET /v1/appliances/mydb/stunnel.conf', () => ({ text: conf }));
   const dir = await mkdtemp(join(tmpdir(), 'eph-cli-psk-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
