@@ -51,6 +51,10 @@ const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
 const STASH_LIMIT = 64 * 1024;
 const MAX_RESPONSE_HEAD = 64 * 1024;
 const HOST_CACHE_LIMIT = 4096;
+/** A request that cannot be replayed only reuses connections idle for less than this (apps close idle ones after seconds). */
+const SAFE_REUSE_MS = 1000;
+/** A new connection to an instance must be up within this. */
+const CONNECT_TIMEOUT_MS = 5000;
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 // Connection phases.
@@ -120,6 +124,7 @@ export class ClientConn implements UpstreamOwner {
   #htmlTimer: NodeJS.Timeout | null = null;
   #upstream: UpstreamConn | null = null;
   #headSent = false;
+  #attachedAt = 0;
   /** The upstream cannot take more now: client reading pauses until it drains. */
   #upBlocked = false;
   /** The client cannot take more now: upstream reading paused until it drains. */
@@ -400,7 +405,9 @@ export class ClientConn implements UpstreamOwner {
     this.#gotResponse = false;
     this.#upBlocked = false;
     this.#upstreamPaused = false;
-    const c = this.#ctx.pool.acquire(this.#instance!, up, this);
+    const now = performance.now();
+    this.#attachedAt = now;
+    const c = this.#ctx.pool.acquire(this.#instance!, up, this, now, this.#retryable ? Infinity : SAFE_REUSE_MS);
     this.#upstream = c;
     // A new connection gets nothing until it is up: if connecting fails, nothing was sent, so any request may be retried.
     if (c.connected) this.#sendRequest(c);
@@ -855,6 +862,11 @@ export class ClientConn implements UpstreamOwner {
         }
         break;
       case P_EXCHANGE:
+        // An app that accepts no connection (and refuses none) is treated like one that refused.
+        if (this.#upstream !== null && !this.#upstream.connected && now - this.#attachedAt > CONNECT_TIMEOUT_MS) {
+          this.#upstream.socket.destroy();
+          break;
+        }
         if (!this.#reqDone && this.#headSent && !this.#upBlocked && now - Math.max(this.#lastReadAt, this.#startAt) > ctx.bodyTimeoutMs) {
           this.#failExchange(PAGES.timeout, 408);
         }

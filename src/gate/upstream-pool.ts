@@ -124,8 +124,13 @@ export class UpstreamPool {
     this.#idleMs = opts.idleMs ?? 4000;
   }
 
-  /** A connection to `up` for `owner`: an idle one when there is one, else a new one. */
-  acquire(hostname: string, up: HostPort, owner: UpstreamOwner): UpstreamConn {
+  /**
+   * A connection to `up` for `owner`: an idle one when there is one, else a new
+   * one. `maxIdleAge` limits how long the idle one may have waited: a request
+   * that cannot be replayed (a POST) avoids connections old enough that the app
+   * may be closing them at this very moment.
+   */
+  acquire(hostname: string, up: HostPort, owner: UpstreamOwner, now = 0, maxIdleAge = Infinity): UpstreamConn {
     let pool = this.#pools.get(hostname);
     if (pool === undefined) this.#pools.set(hostname, (pool = new InstancePool(up)));
     else if (pool.host !== up.host || pool.port !== up.port) {
@@ -136,7 +141,7 @@ export class UpstreamPool {
     const idle = pool.idle;
     while (idle.length > 0) {
       const c = idle.pop()!;
-      if (c.socket.destroyed || c.socket.readableEnded) {
+      if (c.socket.destroyed || c.socket.readableEnded || now - c.idleSince > maxIdleAge) {
         c.socket.destroy();
         continue;
       }
