@@ -399,7 +399,7 @@ export class ClientConn implements UpstreamOwner {
 
   // ---- request forwarding ---------------------------------------------------
 
-  #attach(up: HostPort): void {
+  #attach(up: HostPort, fresh = false): void {
     this.#resState = R_HEAD;
     this.#rbuf = null;
     this.#gotResponse = false;
@@ -407,7 +407,7 @@ export class ClientConn implements UpstreamOwner {
     this.#upstreamPaused = false;
     const now = performance.now();
     this.#attachedAt = now;
-    const c = this.#ctx.pool.acquire(this.#instance!, up, this, now, this.#retryable ? Infinity : SAFE_REUSE_MS);
+    const c = this.#ctx.pool.acquire(this.#instance!, up, this, now, fresh ? -1 : this.#retryable ? Infinity : SAFE_REUSE_MS);
     this.#upstream = c;
     // A new connection gets nothing until it is up: if connecting fails, nothing was sent, so any request may be retried.
     if (c.connected) this.#sendRequest(c);
@@ -633,9 +633,9 @@ export class ClientConn implements UpstreamOwner {
         this.#retries++;
         this.#headSent = false;
         if (c.reused) {
-          // An idle keep-alive connection the app had closed: try a fresh one.
+          // An idle keep-alive connection the app had closed: try a new one (its idle siblings may be just as stale).
           const up = this.#ctx.backend.upstream(this.#instance!);
-          if (up !== null) return this.#attach(up);
+          if (up !== null) return this.#attach(up, true);
           return this.#wake();
         }
         if (!this.#woke) {
@@ -759,8 +759,9 @@ export class ClientConn implements UpstreamOwner {
     c?.socket.destroy();
     if (this.#phase !== P_EXCHANGE) return;
     if (!this.#resStarted) {
-      this.#closeAfter = true;
-      this.#answer(p ?? page(status, 'Bad gateway', 'The application sent a malformed response.', { close: true }), status);
+      // A request read whole leaves the connection in a clean state: keep it, as the page says.
+      const close = !this.#reqDone || this.#closeAfter;
+      this.#answer(p ?? page(status, 'Bad gateway', 'The application sent a malformed response.', { close, head: this.#isHead }), status);
       return;
     }
     this.#status = status;

@@ -139,7 +139,8 @@ export class UpstreamPool {
       this.#pools.set(hostname, (pool = new InstancePool(up)));
     }
     const idle = pool.idle;
-    while (idle.length > 0) {
+    // A negative age asks for a new connection, leaving the idle ones be.
+    while (maxIdleAge >= 0 && idle.length > 0) {
       const c = idle.pop()!;
       if (c.socket.destroyed || c.socket.readableEnded || now - c.idleSince > maxIdleAge) {
         c.socket.destroy();

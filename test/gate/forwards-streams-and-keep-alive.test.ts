@@ -143,3 +143,28 @@ test('the app answering with an error status is passed through unchanged', async
   assert.equal(r.status, 418);
   assert.equal(r.body, '?');
 });
+
+test('an app that drops keep-alive connections right after answering: every idempotent request still succeeds', async (t) => {
+  // Closes each connection just after the response without saying so, the race a pooled connection meets
+  // when an app's keep-alive timeout fires as the gate reuses it.
+  const rude = await startApp((req, res) => {
+    res.on('finish', () => setImmediate(() => req.socket.destroy()));
+    res.end(`rude ${req.url}`);
+  });
+  t.after(() => rude.close());
+  const H3 = 'eph-0000000e.eph.test';
+  g.table.set(H3, [{ hostname: H3, weight: 1 }]);
+  g.backend.running.set(H3, rude.upstream);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+  t.after(() => agent.destroy());
+  const replies = await Promise.all(Array.from({ length: 60 }, (_, i) => request(g.port, { host: H3, path: `/${i}`, agent })));
+  assert.deepEqual(
+    replies.map((r) => r.status),
+    replies.map(() => 200),
+  );
+  assert.deepEqual(
+    replies.map((r) => r.body),
+    replies.map((_, i) => `rude /${i}`),
+  );
+});
+
