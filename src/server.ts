@@ -7,7 +7,7 @@ import { systemClock, type Clock } from './core/clock.ts';
 import { openStore } from './store/open.ts';
 import type { Store } from './store/store.ts';
 import { ImageStore } from './images/image-store.ts';
-import { ProcessDriver } from './runtime/process/process-driver.ts';
+import { ProcessDriver, type ProcessDriverOptions } from './runtime/process/process-driver.ts';
 import type { Driver } from './runtime/driver.ts';
 import { RoutingTable } from './gate/routing-table.ts';
 import { createGate } from './gate/gate.ts';
@@ -43,6 +43,8 @@ export interface CloudOptions {
   /** Idle reaper period; defaults to a tenth of the idle timeout, at most 30 s. */
   reapIntervalMs?: number;
   logger?: Logger;
+  /** Namespace prefix, subnet, isolation mode of the process driver (tests running side by side need their own). */
+  driverOptions?: Partial<ProcessDriverOptions>;
 }
 
 /**
@@ -65,7 +67,7 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     limits: { maxArchiveBytes: config.maxArchiveBytes, maxUnpackedBytes: config.maxUnpackedBytes, maxEntries: config.maxEntries },
   });
   await images.recover();
-  const driver = opts.driver ?? new ProcessDriver({ stateDir: join(dataDir, 'run') });
+  const driver = opts.driver ?? new ProcessDriver({ ...opts.driverOptions, stateDir: join(dataDir, 'run') });
   const table = new RoutingTable();
   const users = new UserService(store, config.plans, clock);
   const instances = new InstanceService({
