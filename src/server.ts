@@ -16,6 +16,11 @@ import { RouteService } from './gate/route-service.ts';
 import { UserService } from './services/users.ts';
 import { InstanceService } from './services/instances.ts';
 import { buildApi } from './api/app.ts';
+import { authenticate } from './api/auth.ts';
+import { applianceRoutes } from './api/v1-appliances.ts';
+import { ApplianceService } from './appliances/appliance-service.ts';
+import { CloudGateBackend } from './services/gate-backend.ts';
+import { selfSignedCert } from './gate/tls.ts';
 import { EphError } from './core/errors.ts';
 
 export interface Cloud {
@@ -28,7 +33,10 @@ export interface Cloud {
   users: UserService;
   instances: InstanceService;
   routes: RouteService;
+  appliances: ApplianceService;
   table: RoutingTable;
+  /** HTTPS gate URL when --gate-tls is set. */
+  gateTlsUrl: string | null;
   driver: Driver;
   log: Logger;
   close(): Promise<void>;
@@ -55,7 +63,7 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
   const clock = opts.clock ?? systemClock;
   const log = opts.logger ?? pino({ level: config.logLevel });
   const dataDir = resolve(config.dataDir);
-  for (const d of ['images', 'tmp', 'logs', 'run']) await mkdir(join(dataDir, d), { recursive: true });
+  for (const d of ['images', 'tmp', 'logs', 'run', 'appliances']) await mkdir(join(dataDir, d), { recursive: true });
   if (config.runtime === 'swarm') {
     throw new EphError('DEPENDENCY_MISSING', '--runtime swarm: the swarm driver is not available in this build; use --runtime process');
   }
@@ -69,6 +77,8 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
   await images.recover();
   const driver = opts.driver ?? new ProcessDriver({ ...opts.driverOptions, stateDir: join(dataDir, 'run') });
   const table = new RoutingTable();
+  // The gate is built before the instances so that they can tell it about starts and stops.
+  let gate: ReturnType<typeof createGate> | null = null;
   const users = new UserService(store, config.plans, clock);
   const instances = new InstanceService({
     store,
@@ -84,28 +94,62 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     maxLogBytes: config.maxLogBytes,
     ...(opts.appEnv ? { appEnv: opts.appEnv } : {}),
     log: (msg, fields) => log.info(fields ?? {}, msg),
+    onRunningChange: (hostname, running) => {
+      if (!gate) return;
+      if (!running) gate.forgetInstance(hostname);
+      gate.setRunningInstances(instances.listRunning().length);
+    },
   });
   await instances.load();
-  const routes = new RouteService({ store, table, backend: instances, instances, reservedDomain: config.domain, clock });
+  const backend = new CloudGateBackend(instances, store, table, config.domain);
+  const routes = new RouteService({ store, table, backend, instances, reservedDomain: config.domain, clock });
   await routes.load();
+  const appliances = new ApplianceService({
+    store,
+    dataDir: join(dataDir, 'appliances'),
+    publicHost: config.publicHost,
+    publicBind: config.publicBind,
+    clock,
+    log,
+  });
+  await appliances.load();
+  await backend.syncStatic();
 
-  const gate = createGate({ table, backend: instances, logger: null });
+  const tls = config.gateTls ? { defaultCert: await selfSignedCert(config.domain), sni: () => null } : undefined;
+  gate = createGate({ table, backend, logger: config.accessLog ? log.child({ part: 'gate' }) : null, ...(tls ? { tls, httpsPort: config.gateTls!.port } : {}) });
   const gateAddr = await gate.listen(config.gate.host, config.gate.port);
+  const gateTlsAddr = config.gateTls ? await gate.listenTls(config.gateTls.host, config.gateTls.port) : null;
   const reaper = startIdleReaper({
     intervalMs: opts.reapIntervalMs ?? Math.min(30_000, Math.max(250, Math.floor(config.idleTimeoutMs / 10))),
     idleTimeoutMs: config.idleTimeoutMs,
     listRunning: () => instances.listRunning(),
     activeCount: (h) => gate.activeCount(h),
     stop: (h) => instances.stop(h),
-    onReap: (h) => log.info({ hostname: h }, 'idle: stopped'),
+    onReap: (h) => {
+      gate?.countIdleReap();
+      log.info({ hostname: h }, 'idle: stopped');
+    },
   });
 
-  const api = await buildApi({ users, instances, routes, maxArchiveBytes: config.maxArchiveBytes, gatePort: gateAddr.port, domain: config.domain }, log);
+  const api = await buildApi(
+    { users, instances, routes, maxArchiveBytes: config.maxArchiveBytes, gatePort: gateAddr.port, domain: config.domain, metrics: () => gate!.metrics() },
+    log,
+    [
+      (app) => {
+        applianceRoutes(app, { appliances, authenticate: (req) => authenticate(users, req) });
+        // Static sites are routed by the gate: refresh its view after any appliance change.
+        app.addHook('onResponse', async (req) => {
+          if (req.method !== 'GET' && req.url.startsWith('/v1/appliances')) await backend.syncStatic();
+        });
+      },
+    ],
+  );
   await api.listen({ host: config.api.host, port: config.api.port });
   const apiAddr = api.server.address() as AddressInfo;
   const hostOf = (a: AddressInfo) => (a.family === 'IPv6' ? `[${a.address}]` : a.address);
   const apiUrl = `http://${hostOf(apiAddr)}:${apiAddr.port}`;
   const gateUrl = `http://${hostOf(gateAddr)}:${gateAddr.port}`;
+  const gateTlsUrl = gateTlsAddr ? `https://${hostOf(gateTlsAddr)}:${gateTlsAddr.port}` : null;
   log.info({ api: apiUrl, gate: gateUrl, domain: config.domain, store: store.backend, isolation: driver.isolation }, 'ephemeric is up');
 
   let closed = false;
@@ -119,7 +163,9 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     users,
     instances,
     routes,
+    appliances,
     table,
+    gateTlsUrl,
     driver,
     log,
     async close() {
@@ -127,8 +173,9 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
       closed = true;
       reaper.stop();
       await api.close();
-      await gate.close();
+      await gate!.close();
       await instances.close();
+      await appliances.close();
       await store.close();
     },
   };

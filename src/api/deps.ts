@@ -11,4 +11,6 @@ export interface ApiDeps {
   /** Port visitors use, for the URLs the API shows. */
   gatePort: number;
   domain: string;
+  /** Prometheus text of the gate and the cloud. */
+  metrics?: () => string;
 }

@@ -24,6 +24,8 @@ export function v1Routes(app: FastifyInstance, deps: ApiDeps): void {
 
   app.get('/v1/openapi.json', async () => openApiDocument());
   app.get('/v1/health', async () => ({ ok: true }));
+  // Scraped by Prometheus without credentials, as is customary; it names hosts but no secrets.
+  app.get('/metrics', async (_req, reply) => reply.type('text/plain; version=0.0.4').send(deps.metrics ? deps.metrics() : ''));
 
   app.get('/v1/me', async (req) => {
     const u = await user(req);

@@ -22,6 +22,10 @@ export interface Config {
   plans: Plan[];
   /** Host name under which appliances' TLS-PSK endpoints are reachable. */
   publicHost: string;
+  /** Address appliances' TLS-PSK endpoints listen on (0.0.0.0 to serve other machines). */
+  publicBind: string;
+  /** JSON access log of the gate (off by default: it costs on the hot path). */
+  accessLog: boolean;
   logLevel: string;
 }
 
@@ -85,12 +89,14 @@ export interface ConfigInput {
   maxArchive?: string;
   plans?: string;
   publicHost?: string;
+  publicBind?: string;
+  accessLog?: boolean;
   logLevel?: string;
 }
 
 /** Flags win over environment variables, which win over the embedded defaults. */
 export function loadConfig(flags: ConfigInput, env: NodeJS.ProcessEnv = process.env): Config {
-  const pick = (flag: keyof ConfigInput, name: string): string | undefined => flags[flag] ?? env[name];
+  const pick = (flag: Exclude<keyof ConfigInput, 'accessLog'>, name: string): string | undefined => flags[flag] ?? env[name];
   const runtime = pick('runtime', 'EPH_RUNTIME') ?? 'process';
   if (runtime !== 'process' && runtime !== 'swarm') {
     throw new EphError('INVALID_CONFIG', `--runtime: expected process or swarm, got '${runtime}'`);
@@ -121,6 +127,8 @@ export function loadConfig(flags: ConfigInput, env: NodeJS.ProcessEnv = process.
     maxLogBytes: parseSize('EPH_MAX_LOG', env.EPH_MAX_LOG ?? '1MiB'),
     plans: pick('plans', 'EPH_PLANS') ? parsePlans('--plans', pick('plans', 'EPH_PLANS')!) : DEFAULT_PLANS,
     publicHost: pick('publicHost', 'EPH_PUBLIC_HOST') ?? '127.0.0.1',
+    publicBind: pick('publicBind', 'EPH_PUBLIC_BIND') ?? '127.0.0.1',
+    accessLog: flags.accessLog ?? env.EPH_ACCESS_LOG === '1',
     logLevel: pick('logLevel', 'EPH_LOG_LEVEL') ?? 'info',
   };
 }

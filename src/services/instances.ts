@@ -38,6 +38,8 @@ export interface InstanceServiceOptions {
   /** Extra environment for every app (tests use it to point the stand-in VM). */
   appEnv?: Record<string, string>;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
+  /** Told when an instance starts running or stops (requested, idle or crashed). */
+  onRunningChange?: (hostname: string, running: boolean) => void;
 }
 
 interface Live {
@@ -305,6 +307,7 @@ export class InstanceService implements GateBackend {
       this.#access.set(i.hostname, now);
       await this.#o.store.updateInstance(i.hostname, { state: 'running', upstream: `${upstream.host}:${upstream.port}`, accessAt: now });
       this.#o.log?.('started', { hostname: i.hostname, ms: now - started });
+      this.#o.onRunningChange?.(i.hostname, true);
       return upstream;
     } catch (e) {
       const err = e instanceof EphError ? e : new EphError('START_FAILED', e instanceof Error ? e.message : String(e));
@@ -330,6 +333,7 @@ export class InstanceService implements GateBackend {
     }
     this.#lastAccess.set(hostname, this.#access.get(hostname) ?? this.#lastAccess.get(hostname) ?? 0);
     await this.#o.driver.stop(hostname);
+    if (live) this.#o.onRunningChange?.(hostname, false);
   }
 
   #onExit(hostname: string, code: number | null, signal: string | null, requested: boolean): void {
@@ -346,6 +350,7 @@ export class InstanceService implements GateBackend {
     if (!live) return;
     // A crash: the next request restarts it (the gate calls wake), and the log keeps the exit line.
     this.#live.delete(hostname);
+    this.#o.onRunningChange?.(hostname, false);
     void this.#o.store.updateInstance(hostname, { state: 'asleep', upstream: null, lastError: `${why} (crashed; restarts on the next request)` });
     this.#o.log?.('crashed', { hostname, code, signal });
   }
