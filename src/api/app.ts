@@ -11,13 +11,13 @@ import { EphError } from '../core/errors.ts';
 /** Builds the control API (compat + /v1) over the services; `extra` lets server.ts add route plugins (appliances). */
 export async function buildApi(deps: ApiDeps, logger: Logger | false, extra: Array<(app: FastifyInstance) => void> = []): Promise<FastifyInstance> {
   const app = Fastify({
-    loggerInstance: logger || undefined,
+    // Per-request lines only at debug: the gate's access log is the request log that matters.
+    loggerInstance: logger ? logger.child({ part: 'api' }, { level: logger.level === 'debug' || logger.level === 'trace' ? logger.level : 'warn' }) : undefined,
     logger: logger ? undefined : false,
     // Publishes stream past this limit; it bounds only the small JSON bodies.
     bodyLimit: 1024 * 1024,
     // The Pharo client waits up to 60 s for a publish answer; big uploads on slow links need longer.
     requestTimeout: 0,
-    disableRequestLogging: !logger,
     return503OnClosing: true,
     forceCloseConnections: true,
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
