@@ -31,6 +31,15 @@ export function serveCommand(program: Command): void {
         const cloud = await startCloud(config);
         const summary = { api: cloud.apiUrl, gate: cloud.gateUrl, domain: config.domain, data: config.dataDir, store: cloud.store.backend, isolation: cloud.driver.isolation };
         if (flags.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+        else {
+          process.stderr.write(
+            `ephemeric: API ${summary.api}  gate ${summary.gate}  domain ${summary.domain}  data ${summary.data} (${summary.store})\n` +
+              `ephemeric: isolation: ${summary.isolation}\n`,
+          );
+          if ((await cloud.users.list()).length === 0) {
+            process.stderr.write('ephemeric: no users yet: run `node bin/eph.js users add NAME --plan standard` in another terminal\n');
+          }
+        }
         let stopping = false;
         const stop = async () => {
           if (stopping) return;
