@@ -93,6 +93,8 @@ export class InstanceService implements GateBackend {
     if (this.#access.size === 0) return;
     const batch = [...this.#access];
     this.#access.clear();
+    // The reaper reads #lastAccess once #access is cleared: without this, a flush made running instances look idle.
+    for (const [hostname, at] of batch) this.#lastAccess.set(hostname, at);
     for (const [hostname, at] of batch) await this.#o.store.updateInstance(hostname, { accessAt: at }).catch(() => {});
   }
 
@@ -132,7 +134,8 @@ export class InstanceService implements GateBackend {
 
   #overlay(i: Instance): Instance {
     const live = this.#live.get(i.hostname);
-    const accessAt = this.#access.get(i.hostname) ?? i.accessAt;
+    // A flush may still be writing: the newest of memory and store wins.
+    const accessAt = Math.max(this.#access.get(i.hostname) ?? 0, this.#lastAccess.get(i.hostname) ?? 0, i.accessAt);
     if (!live) return { ...i, accessAt, state: i.state === 'failed' ? 'failed' : 'asleep' };
     return { ...i, accessAt, state: live.upstream ? 'running' : 'starting', upstream: live.upstream ? `${live.upstream.host}:${live.upstream.port}` : null };
   }
