@@ -76,6 +76,18 @@ const MIGRATIONS: Migration[] = [
       .addPrimaryKeyConstraint('appliances_pk', ['user_id', 'name'])
       .execute();
   },
+  async (db) => {
+    // Uploaded gate certificates: one per domain (or wildcard), served by SNI.
+    await db.schema
+      .createTable('gate_certs')
+      .addColumn('domain', 'text', (c) => c.primaryKey())
+      .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
+      .addColumn('cert', 'text', (c) => c.notNull())
+      .addColumn('key', 'text', (c) => c.notNull())
+      .addColumn('not_after', 'bigint', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .execute();
+  },
 ];
 
 export async function migrate(db: Kysely<Tables>, backend: 'sqlite' | 'postgres'): Promise<void> {

@@ -45,4 +45,12 @@ export interface Tables {
     last_error: string | null;
     created_at: number;
   };
+  gate_certs: {
+    domain: string;
+    user_id: string;
+    cert: string;
+    key: string;
+    not_after: number;
+    updated_at: number;
+  };
 }

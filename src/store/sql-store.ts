@@ -4,6 +4,7 @@ import { EphError } from '../core/errors.ts';
 import type { InstancePatch, Store } from './store.ts';
 import type { Tables } from './schema.ts';
 import { migrate } from './migrations.ts';
+import type { StoredCert } from '../gate/cert-store.ts';
 
 type Row<T extends keyof Tables> = Selectable<Tables[T]>;
 
@@ -65,6 +66,15 @@ const toAppliance = (r: Row<'appliances'>): ApplianceRecord => ({
   psk: JSON.parse(r.psk) as Record<string, string>,
   lastError: r.last_error,
   createdAt: Number(r.created_at),
+});
+
+const toCert = (r: Row<'gate_certs'>): StoredCert => ({
+  domain: r.domain,
+  userId: r.user_id,
+  cert: r.cert,
+  key: r.key,
+  notAfter: Number(r.not_after),
+  updatedAt: Number(r.updated_at),
 });
 
 function isUniqueViolation(e: unknown): boolean {
@@ -313,5 +323,29 @@ export class SqlStore implements Store {
 
   async deleteAppliance(userId: string, name: string): Promise<void> {
     await this.#db.deleteFrom('appliances').where('user_id', '=', userId).where('name', '=', name).execute();
+  }
+
+  async putCert(c: StoredCert): Promise<void> {
+    const values = { domain: c.domain, user_id: c.userId, cert: c.cert, key: c.key, not_after: c.notAfter, updated_at: c.updatedAt };
+    await this.#db
+      .insertInto('gate_certs')
+      .values(values)
+      .onConflict((oc) => oc.column('domain').doUpdateSet({ ...values }))
+      .execute();
+  }
+
+  async getCert(domain: string): Promise<StoredCert | null> {
+    const r = await this.#db.selectFrom('gate_certs').selectAll().where('domain', '=', domain).executeTakeFirst();
+    return r ? toCert(r) : null;
+  }
+
+  async listCerts(userId?: string): Promise<StoredCert[]> {
+    let q = this.#db.selectFrom('gate_certs').selectAll();
+    if (userId !== undefined) q = q.where('user_id', '=', userId);
+    return (await q.orderBy('domain').execute()).map(toCert);
+  }
+
+  async deleteCert(domain: string): Promise<void> {
+    await this.#db.deleteFrom('gate_certs').where('domain', '=', domain).execute();
   }
 }

@@ -116,6 +116,24 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
     assert.equal(await s.getAppliance('u1', 'mydb'), null);
   });
 
+  test(`${name}: gate certificates round-trip, replace per domain, list per user`, async (t) => {
+    const s = await makeStore();
+    t.after(() => s.close());
+    await s.createUser(user('u1'));
+    await s.createUser(user('u2'));
+    const c = { domain: 'www.example.org', userId: 'u1', cert: 'CERT-PEM', key: 'KEY-PEM', notAfter: 1_900_000_000_000, updatedAt: 1_700_000_000_000 };
+    await s.putCert(c);
+    await s.putCert({ ...c, domain: '*.example.net', userId: 'u2' });
+    assert.deepEqual(await s.getCert('www.example.org'), c);
+    await s.putCert({ ...c, cert: 'CERT2', updatedAt: 1_700_000_000_001 });
+    assert.equal((await s.getCert('www.example.org'))?.cert, 'CERT2');
+    assert.deepEqual((await s.listCerts('u1')).map((x) => x.domain), ['www.example.org']);
+    assert.deepEqual((await s.listCerts()).map((x) => x.domain), ['*.example.net', 'www.example.org']);
+    await s.deleteCert('www.example.org');
+    assert.equal(await s.getCert('www.example.org'), null);
+    assert.equal((await s.listCerts()).length, 1);
+  });
+
   runRouteStoreConformance(name, async () => {
     const s = await makeStore();
     // Routes reference users: the suite uses arbitrary user ids, so relax nothing but create them on demand.
