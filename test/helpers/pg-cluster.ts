@@ -43,7 +43,9 @@ export async function startPgCluster(): Promise<PgCluster> {
   chmodSync(base, 0o755);
   const data = join(base, 'data');
   const asRoot = process.getuid?.() === 0;
-  const runAs = (cmd: string, args: string[]): [string, string[]] => (asRoot ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args]);
+  // setpriv execs in place (runuser would stay as a parent that does not pass our signals on).
+  const runAs = (cmd: string, args: string[]): [string, string[]] =>
+    asRoot ? ['setpriv', ['--reuid=postgres', '--regid=postgres', '--init-groups', cmd, ...args]] : [cmd, args];
   if (asRoot) {
     const pw = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
     if (pw.status !== 0) throw new Error('running as root needs a postgres system user');
