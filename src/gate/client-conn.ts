@@ -376,7 +376,8 @@ export class ClientConn implements UpstreamOwner {
       case 'NOT_FOUND':
         return this.#answer(unknownHostPage(host, close, head), 404);
       default: {
-        const status = err.status >= 500 ? 502 : err.status;
+        // UNAVAILABLE (e.g. a stopped static site) is the gate's own 503; other server errors are the app's 502.
+        const status = err.code === 'UNAVAILABLE' ? 503 : err.status >= 500 ? 502 : err.status;
         return this.#answer(page(status, 'The application is unavailable', err.message, { close, head }), status);
       }
     }
