@@ -5,7 +5,7 @@ import { EphError, notFound } from '../core/errors.ts';
 import { isInstanceHostname, newInstanceLabel, normalizeHost } from '../core/ids.ts';
 import type { Clock } from '../core/clock.ts';
 import type { HostPort } from '../core/config.ts';
-import type { AppKind, Instance, User } from '../core/types.ts';
+import type { AppKind, Instance, Plan, User } from '../core/types.ts';
 import type { Store } from '../store/store.ts';
 import type { Driver } from '../runtime/driver.ts';
 import { waitReady } from '../runtime/ready.ts';
@@ -114,6 +114,12 @@ export class InstanceService implements GateBackend {
 
   async ownerOf(hostname: string): Promise<string | null> {
     return (await this.#o.store.getInstance(hostname))?.userId ?? null;
+  }
+
+  /** The instance whose alias is `domain` (normalised), and its owner; null when none. */
+  async aliasHolder(domain: string): Promise<{ userId: string; hostname: string } | null> {
+    const i = await this.#o.store.findInstance(domain);
+    return i && i.alias === domain ? { userId: i.userId, hostname: i.hostname } : null;
   }
 
   /** Instances running now with their last access, for the idle reaper. */
@@ -262,21 +268,26 @@ export class InstanceService implements GateBackend {
     if (live?.starting) return live.starting;
     const i = await this.#o.store.getInstance(hostname);
     if (!i) throw notFound(`instance '${hostname}'`);
-    // Re-check after the await: another caller may have begun the start meanwhile.
+    const plan = await this.#planOf(i.userId);
+    // Re-check after the awaits: another caller may have begun this start meanwhile. From here to
+    // #live.set nothing awaits, so that two starts of one user cannot both pass the quota check.
     const again = this.#live.get(hostname);
     if (again?.upstream) return again.upstream;
     if (again?.starting) return again.starting;
-    await this.#checkQuota(i.userId, by);
+    this.#checkQuota(i.userId, plan, by);
     const entry: Live = { userId: i.userId, upstream: null, starting: null, exitReason: null, abort: new AbortController() };
     this.#live.set(hostname, entry);
     entry.starting = this.#boot(i, entry);
     return entry.starting;
   }
 
-  async #checkQuota(userId: string, by: 'api' | 'visitor'): Promise<void> {
+  async #planOf(userId: string): Promise<Plan> {
     const user = await this.#o.store.getUser(userId);
     if (!user) throw notFound('user');
-    const plan = this.#o.users.plan(user.plan);
+    return this.#o.users.plan(user.plan);
+  }
+
+  #checkQuota(userId: string, plan: Plan, by: 'api' | 'visitor'): void {
     let running = 0;
     for (const l of this.#live.values()) if (l.userId === userId) running++;
     if (running >= plan.maxRunning) {
