@@ -21,6 +21,8 @@ import { applianceRoutes } from './api/v1-appliances.ts';
 import { ApplianceService } from './appliances/appliance-service.ts';
 import { CloudGateBackend } from './services/gate-backend.ts';
 import { selfSignedCert } from './gate/tls.ts';
+import { CertService, storeHolders } from './gate/cert-service.ts';
+import { gateCertRoutes } from './api/v1-gate-certs.ts';
 import { EphError } from './core/errors.ts';
 
 export interface Cloud {
@@ -33,6 +35,8 @@ export interface Cloud {
   users: UserService;
   instances: InstanceService;
   routes: RouteService;
+  /** Uploaded per-domain certificates, served by the HTTPS gate's SNI. */
+  certs: CertService;
   appliances: ApplianceService;
   table: RoutingTable;
   /** HTTPS gate URL when --gate-tls is set. */
@@ -104,6 +108,8 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
   const backend = new CloudGateBackend(instances, store, table, config.domain);
   const routes = new RouteService({ store, table, backend, instances, reservedDomain: config.domain, clock });
   await routes.load();
+  const certs = new CertService({ store, holders: storeHolders(store), reservedDomain: config.domain, clock });
+  await certs.load();
   const appliances = new ApplianceService({
     store,
     dataDir: join(dataDir, 'appliances'),
@@ -115,7 +121,7 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
   await appliances.load();
   await backend.syncStatic();
 
-  const tls = config.gateTls ? { defaultCert: await selfSignedCert(config.domain), sni: () => null } : undefined;
+  const tls = config.gateTls ? { defaultCert: await selfSignedCert(config.domain), sni: (name: string) => certs.sni(name) } : undefined;
   gate = createGate({ table, backend, logger: config.accessLog ? log.child({ part: 'gate' }) : null, ...(tls ? { tls, httpsPort: config.gateTls!.port } : {}) });
   const gateAddr = await gate.listen(config.gate.host, config.gate.port);
   const gateTlsAddr = config.gateTls ? await gate.listenTls(config.gateTls.host, config.gateTls.port) : null;
@@ -142,6 +148,13 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
           if (req.method !== 'GET' && req.url.startsWith('/v1/appliances')) await backend.syncStatic();
         });
       },
+      (app) => {
+        gateCertRoutes(app, { certs, authenticate: (req) => authenticate(users, req) });
+        // A certificate is served only while its owner holds the domain: re-check after routes or aliases change hands.
+        app.addHook('onResponse', async (req) => {
+          if (req.method !== 'GET' && /^\/(v1\/gate\/(routes|promote)|v1\/instances|api\/)/.test(req.url)) await certs.refresh().catch(() => {});
+        });
+      },
     ],
   );
   await api.listen({ host: config.api.host, port: config.api.port });
@@ -163,6 +176,7 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     users,
     instances,
     routes,
+    certs,
     appliances,
     table,
     gateTlsUrl,

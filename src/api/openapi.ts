@@ -71,6 +71,20 @@ const DOC = {
           to: { type: 'array', items: ref('GateTarget') },
         },
       },
+      GateCert: {
+        type: 'object',
+        description: 'An uploaded certificate (the key is never shown)',
+        properties: {
+          domain: { type: 'string', example: 'www.example.org' },
+          notAfter: { type: 'integer', description: 'Expiry, epoch milliseconds' },
+          expires: { type: 'string', format: 'date-time' },
+          names: { type: 'array', items: { type: 'string' } },
+          subject: { type: 'string' },
+          issuer: { type: 'string' },
+          updatedAt: { type: 'integer' },
+          active: { type: 'boolean', description: 'Served now: its owner still holds the domain' },
+        },
+      },
     },
   },
   security: [{ basic: [] }],
@@ -144,6 +158,19 @@ const DOC = {
     '/v1/gate/routes/{domain}/history': {
       parameters: [domainParam],
       get: { summary: 'Who changed the route, when, from what to what', responses: { 200: ok({ type: 'object', properties: { history: { type: 'array', items: ref('RouteChange') } } }), ...errors } },
+    },
+    '/v1/gate/certs': {
+      get: { summary: 'Your uploaded certificates with their expiry', responses: { 200: ok({ type: 'object', properties: { certs: { type: 'array', items: ref('GateCert') } } }), ...errors } },
+    },
+    '/v1/gate/certs/{domain}': {
+      parameters: [{ ...domainParam, description: 'A domain you route (gate route or alias), or *.parent for a wildcard' }],
+      get: { summary: 'One certificate', responses: { 200: ok(ref('GateCert')), ...errors } },
+      put: {
+        summary: 'Upload the certificate the gate serves by SNI for the domain (400 with the reason when the cert does not cover the domain or does not match the key)',
+        requestBody: json({ type: 'object', required: ['cert', 'key'], properties: { cert: { type: 'string', description: 'PEM chain, leaf first' }, key: { type: 'string', description: 'PEM private key' } } }),
+        responses: { 200: ok(ref('GateCert')), ...errors },
+      },
+      delete: { summary: 'Delete it: the gate serves its default certificate again', responses: { 200: ok({ type: 'object' }), ...errors } },
     },
   },
 };

@@ -12,6 +12,12 @@ import type { RouteStore } from './route-store.ts';
 export interface InstanceOwners {
   /** userId owning the instance `hostname`, null when there is no such instance. */
   ownerOf(hostname: string): Promise<string | null>;
+  /**
+   * The instance whose alias is `domain`, and its owner; null when none. A
+   * domain is either an alias or a gate route, never both: without this
+   * method the service cannot tell, so production wiring must provide it.
+   */
+  aliasHolder?(domain: string): Promise<{ userId: string; hostname: string } | null>;
 }
 
 export interface RouteServiceDeps {
@@ -301,6 +307,13 @@ export class RouteService {
   async #claimable(userId: string, domain: string): Promise<GateRoute | null> {
     const current = await this.#store.getRoute(domain);
     if (current && current.userId !== userId) throw new EphError('CONFLICT', `${domain} is mapped by another user`);
+    const alias = await this.#instances.aliasHolder?.(domain);
+    if (alias) {
+      throw new EphError(
+        'CONFLICT',
+        alias.userId === userId ? `${domain} is an alias of ${alias.hostname}; clear it first` : `${domain} is an alias of another user's instance`,
+      );
+    }
     return current;
   }
 
