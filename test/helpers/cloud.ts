@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { Readable } from 'node:stream';
 import { request } from 'undici';
 import pino from 'pino';
 import { loadConfig, type ConfigInput } from '../../src/core/config.ts';
@@ -35,7 +36,8 @@ export interface TestCloud extends Cloud {
   addUser(name: string, plan?: string): Promise<TestUser>;
   /**
    * A call to the control API as `user` (default alice; null sends no
-   * credentials). A `body` that is not a Buffer is sent as JSON.
+   * credentials). A `body` that is neither a Buffer nor an async iterable
+   * (streamed, chunked) is sent as JSON.
    */
   api(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, init?: { user?: TestUser | null; body?: unknown; headers?: Record<string, string> }): Promise<ApiAnswer>;
   /** Publishes an archive as the Pharo client does (compat POST, raw body); answers the hostname. */
@@ -75,8 +77,9 @@ export async function startTestCloud(
   const api: TestCloud['api'] = async (method, path, init = {}) => {
     const who = init.user === undefined ? alice : init.user;
     const headers: Record<string, string> = { ...(who ? { authorization: auth(who) } : {}) };
-    let body: Buffer | string | undefined;
+    let body: Buffer | string | Readable | undefined;
     if (Buffer.isBuffer(init.body)) body = init.body;
+    else if (isAsyncIterable(init.body)) body = Readable.from(init.body);
     else if (init.body !== undefined) {
       body = JSON.stringify(init.body);
       headers['content-type'] = 'application/json';
@@ -125,6 +128,10 @@ export async function startTestCloud(
       return { status: r.statusCode, body: await r.body.text(), headers: r.headers };
     },
   });
+}
+
+function isAsyncIterable(v: unknown): v is AsyncIterable<Buffer> {
+  return typeof v === 'object' && v !== null && Symbol.asyncIterator in v;
 }
 
 /** Polls `check` until it answers a truthy value (returned) or `timeoutMs` passes (throws naming `what`). */
