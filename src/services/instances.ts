@@ -122,12 +122,6 @@ export class InstanceService implements GateBackend {
     return i && i.alias === domain ? { userId: i.userId, hostname: i.hostname } : null;
   }
 
-  /** The instance whose alias is `domain` (normalised), and its owner; null when none. */
-  async aliasHolder(domain: string): Promise<{ userId: string; hostname: string } | null> {
-    const i = await this.#o.store.findInstance(domain);
-    return i && i.alias === domain ? { userId: i.userId, hostname: i.hostname } : null;
-  }
-
   /** Instances running now with their last access, for the idle reaper. */
   listRunning(): Array<{ hostname: string; accessAt: number }> {
     const out: Array<{ hostname: string; accessAt: number }> = [];
