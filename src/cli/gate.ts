@@ -4,6 +4,7 @@ import { apiJson } from './client.ts';
 import { clientAction, clientCommand } from './command-kit.ts';
 import { ago, formatTable, printJson, printLine } from './output.ts';
 import { parseSplitWeights } from './split-weights.ts';
+import { gateCertCommands } from './gate-certs.ts';
 
 const route = (domain: string): string => `/v1/gate/routes/${encodeURIComponent(domain)}`;
 
@@ -116,4 +117,6 @@ export function gateCommands(program: Command): void {
       ),
     );
   });
+
+  gateCertCommands(gate);
 }
