@@ -57,6 +57,8 @@ export interface CloudOptions {
   logger?: Logger;
   /** Namespace prefix, subnet, isolation mode of the process driver (tests running side by side need their own). */
   driverOptions?: Partial<ProcessDriverOptions>;
+  /** How long a route switch waits for its new target to wake and pass its health check (default 30 s). */
+  healthTimeoutMs?: number;
 }
 
 /**
@@ -106,7 +108,15 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
   });
   await instances.load();
   const backend = new CloudGateBackend(instances, store, table, config.domain);
-  const routes = new RouteService({ store, table, backend, instances, reservedDomain: config.domain, clock });
+  const routes = new RouteService({
+    store,
+    table,
+    backend,
+    instances,
+    reservedDomain: config.domain,
+    clock,
+    ...(opts.healthTimeoutMs !== undefined ? { healthTimeoutMs: opts.healthTimeoutMs } : {}),
+  });
   await routes.load();
   const certs = new CertService({ store, holders: storeHolders(store), reservedDomain: config.domain, clock });
   await certs.load();
