@@ -132,7 +132,8 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
   await backend.syncStatic();
 
   const tls = config.gateTls ? { defaultCert: await selfSignedCert(config.domain), sni: (name: string) => certs.sni(name) } : undefined;
-  gate = createGate({ table, backend, logger: config.accessLog ? log.child({ part: 'gate' }) : null, ...(tls ? { tls, httpsPort: config.gateTls!.port } : {}) });
+  // Redirects name the port the HTTPS listener got (port 0 picks one at listen time).
+  gate = createGate({ table, backend, logger: config.accessLog ? log.child({ part: 'gate' }) : null, ...(tls ? { tls } : {}) });
   const gateAddr = await gate.listen(config.gate.host, config.gate.port);
   const gateTlsAddr = config.gateTls ? await gate.listenTls(config.gateTls.host, config.gateTls.port) : null;
   const reaper = startIdleReaper({
