@@ -14,6 +14,9 @@ import { clientAction, clientCommand } from './command-kit.ts';
 import { countingStream } from './upload-progress.ts';
 import { ago, formatFields, formatTable, printJson, printLine, show } from './output.ts';
 
+/** The file stunnel.conf's `PSKsecrets` names and `eph tunnel --psk` reads by default. */
+const DEFAULT_PSK_FILE = 'psk.txt';
+
 const at = (name: string): string => `/v1/appliances/${encodeURIComponent(name)}`;
 
 function applianceLine(a: ApplianceView): string {
@@ -53,28 +56,44 @@ export function applianceCommands(program: Command): void {
   const appliance = program.command('appliance').description('managed databases and files, reached through TLS-PSK tunnels');
 
   const create = clientCommand(appliance, 'create <kind> <name>', `create an appliance: ${APPLIANCE_KINDS.join(', ')}`)
-    .option('--psk-file <file>', 'save its first PSK identity (the psk.txt for stunnel or eph tunnel) to this new file')
+    .option('--psk-file <file>', `where to save its PSK identity, the file stunnel.conf and eph tunnel read (default ${DEFAULT_PSK_FILE} when absent)`)
+    .option('--no-psk-file', 'do not save the PSK identity; print it once instead')
     .option('--wait', 'return once it is running')
     .option('--timeout <duration>', 'how long --wait waits', '120s');
-  clientAction<{ wait?: boolean; timeout: string; pskFile?: string }>(create, async (ctx, kind, name) => {
+  clientAction<{ wait?: boolean; timeout: string; pskFile?: string | false }>(create, async (ctx, kind, name) => {
     if (!APPLIANCE_KINDS.includes(kind as ApplianceKind)) {
       throw new UsageError(`appliance create: unknown kind '${kind}'; expected one of ${APPLIANCE_KINDS.join(', ')}`);
     }
     const timeoutMs = durationFlag('--timeout', ctx.opts.timeout);
-    const pskFile = ctx.opts.pskFile;
-    // The key is shown once: make sure it can be saved before asking for it.
-    if (pskFile !== undefined && (await stat(pskFile).then(() => true, () => false))) {
-      throw new CliError(`--psk-file ${pskFile}: the file exists; choose a new file name`);
+    const exists = (f: string) => stat(f).then(() => true, () => false);
+    // The key leaves the cloud once, in this answer: make sure it can be saved
+    // before asking. An asked-for file is never overwritten; the default one
+    // (psk.txt, what stunnel.conf names) is used only when absent.
+    let pskFile: string | null = null;
+    let kept = false;
+    if (typeof ctx.opts.pskFile === 'string') {
+      if (await exists(ctx.opts.pskFile)) throw new CliError(`--psk-file ${ctx.opts.pskFile}: the file exists; choose a new file name`);
+      pskFile = ctx.opts.pskFile;
+    } else if (ctx.opts.pskFile === undefined) {
+      kept = await exists(DEFAULT_PSK_FILE);
+      if (!kept) pskFile = DEFAULT_PSK_FILE;
     }
     const created = await apiJson<ApplianceView & { psk?: string }>(ctx.settings, '/v1/appliances', { method: 'POST', json: { kind, name } });
     const psk = created.psk;
-    if (pskFile !== undefined && psk) await writeFile(pskFile, psk, { mode: 0o600, flag: 'wx' });
+    let saved = false;
+    if (pskFile !== null && psk) {
+      await writeFile(pskFile, psk, { mode: 0o600, flag: 'wx' });
+      saved = true;
+    }
     let a: ApplianceView & { psk?: string } = created;
     if (ctx.opts.wait && a.status !== 'running') a = { ...(await waitReady(ctx, a.name, timeoutMs)), ...(psk ? { psk } : {}) };
     if (ctx.json) return printJson(a);
     printLine(applianceLine(a));
-    if (psk && pskFile !== undefined) printLine(`psk.txt saved to ${pskFile}`);
-    else if (psk) printLine(`psk.txt (shown once; save it as psk.txt, or use --psk-file next time):\n${psk.trimEnd()}`);
+    if (saved) printLine(`PSK identity saved to ${pskFile} (keep it: the cloud does not show the key again)`);
+    else if (psk) {
+      const why = kept ? `${DEFAULT_PSK_FILE} exists and was left alone; ` : '';
+      printLine(`${why}PSK identity (shown once; save it in a psk.txt):\n${psk.trimEnd()}`);
+    }
   });
 
   const ls = clientCommand(appliance, 'ls', 'list your appliances');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -45,17 +45,31 @@ test('appliance create --wait polls until running; --psk-file saves the one-time
   assert.equal(again.stderr, `eph: --psk-file ${pskFile}: the file exists; choose a new file name\n`);
   assert.equal(api.requests.filter((q) => q.method === 'POST').length, 1);
 
-  // Without --psk-file, the human output shows the key once.
-  const shown = await eph(['appliance', 'create', 'postgres', 'mydb'], { env: api.env });
-  assert.equal(shown.code, 0, shown.stderr);
-  assert.ok(shown.stdout.endsWith(`\n${PSK}`), shown.stdout);
+  // Without --psk-file: psk.txt in the working directory (what stunnel.conf
+  // names), but only when absent; otherwise, and with --no-psk-file, the key is shown once.
+  const work = join(dir, 'work');
+  await mkdir(work);
+  const saved = await eph(['appliance', 'create', 'postgres', 'mydb'], { env: api.env, cwd: work });
+  assert.equal(saved.code, 0, saved.stderr);
+  assert.match(saved.stdout, /^PSK identity saved to psk\.txt /m);
+  assert.equal(await readFile(join(work, 'psk.txt'), 'utf8'), PSK);
+  await writeFile(join(work, 'psk.txt'), 'mine:an existing key, not ours\n');
+  const [kept, unsaved] = await Promise.all([
+    eph(['appliance', 'create', 'postgres', 'mydb'], { env: api.env, cwd: work }),
+    eph(['appliance', 'create', 'postgres', 'mydb', '--no-psk-file'], { env: api.env, cwd: dir }),
+  ]);
+  assert.equal(kept.code, 0, kept.stderr);
+  assert.ok(kept.stdout.endsWith(`psk.txt exists and was left alone; PSK identity (shown once; save it in a psk.txt):\n${PSK}`), kept.stdout);
+  assert.equal(await readFile(join(work, 'psk.txt'), 'utf8'), 'mine:an existing key, not ours\n');
+  assert.ok(unsaved.stdout.endsWith(`\nPSK identity (shown once; save it in a psk.txt):\n${PSK}`), unsaved.stdout);
+  assert.deepEqual((await readdir(dir)).sort(), ['psk.txt', 'work']);
 });
 
 test('appliance create --wait reports a failed start with its reason (recorded-shape API server)', async (t) => {
   const api = await startRecordedApi(t);
   api.on('POST /v1/appliances', () => ({ status: 201, json: { ...MYDB, name: 'm', kind: 'mongo', status: 'creating' } }));
   api.on('GET /v1/appliances/m', () => ({ json: { ...MYDB, name: 'm', kind: 'mongo', status: 'failed', lastError: 'mongod is not installed' } }));
-  const r = await eph(['appliance', 'create', 'mongo', 'm', '--wait'], { env: api.env });
+  const r = await eph(['appliance', 'create', 'mongo', 'm', '--wait', '--no-psk-file'], { env: api.env });
   assert.equal(r.code, 1);
   assert.equal(r.stderr, 'eph: m failed to start: mongod is not installed\n');
 });

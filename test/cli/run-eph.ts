@@ -22,6 +22,8 @@ export interface EphOptions {
   /** Written to stdin, which is then closed (stdin is never a terminal here). */
   input?: Buffer | string;
   timeoutMs?: number;
+  /** Working directory (default: the repository root). */
+  cwd?: string;
 }
 
 function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -32,7 +34,7 @@ function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 
 /** Starts `eph args…`; the caller reads its output and ends it. */
 export function spawnEph(args: readonly string[], opts: EphOptions = {}): ChildProcessWithoutNullStreams {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: childEnv(opts.env), stdio: 'pipe' });
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? ROOT, env: childEnv(opts.env), stdio: 'pipe' });
   if (opts.input !== undefined) child.stdin.end(opts.input);
   else child.stdin.end();
   return child;
