@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { request as httpsRequest } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { after, before, test } from 'node:test';
-import { startTestCloud, type TestCloud } from '../helpers/cloud.ts';
+import { startTestCloud, until, type TestCloud } from '../helpers/cloud.ts';
 import { makeTestCa, type Issued, type TestCa } from '../helpers/certs.ts';
 import { versionApp } from './gate-apps.ts';
 
@@ -116,6 +116,15 @@ test('plain HTTP to a route with httpsRedirect gets 308 to the HTTPS port; other
   // The redirect's target really answers.
   const followed = await viaTls('www.example.test', '/a/b?c=d');
   assert.equal(followed.status, 200);
+});
+
+test('a domain that changes hands stops carrying the certificate; it is served again once the domain is back', async () => {
+  assert.equal((await cloud.api('DELETE', '/v1/gate/routes/www.example.test')).status, 200);
+  await until('the gate to stop serving the uploaded certificate', async () => (await viaTls('www.example.test')).subject === '*.eph.test');
+  const listed = (await cloud.api('GET', '/v1/gate/certs')).json as { certs: Array<{ domain: string; active: boolean }> };
+  assert.deepEqual(listed.certs.map((c) => [c.domain, c.active]), [['www.example.test', false]]);
+  assert.equal((await cloud.api('PUT', '/v1/gate/routes/www.example.test', { body: { hostname: inst } })).status, 200);
+  await until('the certificate to be served again', async () => (await viaTls('www.example.test')).authorized);
 });
 
 test('deleting the certificate puts the default one back', async () => {
