@@ -73,6 +73,11 @@ test('uploads are checked: not routed 404, another user\'s domain 409, a certifi
   const wrongName = await cloud.api('PUT', '/v1/gate/certs/bob.example.test', { user: bob, body: { cert: www.cert, key: www.key } });
   assert.equal(wrongName.status, 400);
   assert.match((wrongName.json as { error: { message: string } }).error.message, /does not cover bob\.example\.test \(it is for www\.example\.test\)/);
+  // An alias counts as a domain the user routes: past the ownership check, the certificate itself is judged.
+  assert.equal((await cloud.api('PATCH', `/v1/instances/${inst}`, { body: { alias: 'alias.example.test' } })).status, 200);
+  const alias = await cloud.api('PUT', '/v1/gate/certs/alias.example.test', { body: { cert: www.cert, key: www.key } });
+  assert.equal(alias.status, 400, alias.text);
+  assert.match(alias.text, /does not cover alias\.example\.test/);
   const noKey = await cloud.api('PUT', '/v1/gate/certs/www.example.test', { body: { cert: www.cert } });
   assert.equal(noKey.status, 400);
 });
