@@ -42,11 +42,7 @@ let agent: Agent | undefined;
 export async function apiRequest(settings: ClientSettings, path: string, req: ApiRequest = {}): Promise<ApiResponse> {
   const url = new URL(settings.url + path);
   for (const [k, v] of Object.entries(req.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
-  const headers: Record<string, string> = {
-    authorization: `Basic ${Buffer.from(`${settings.user}:${settings.token}`).toString('base64')}`,
-    accept: 'application/json',
-    ...req.headers,
-  };
+  const headers: Record<string, string> = { authorization: basicAuth(settings), accept: 'application/json', ...req.headers };
   let body = req.body;
   if (req.json !== undefined) {
     body = JSON.stringify(req.json);
@@ -69,6 +65,11 @@ export async function apiRequest(settings: ClientSettings, path: string, req: Ap
   }
   if (res.statusCode >= 400) throw await errorFromAnswer(res);
   return { status: res.statusCode, headers: res.headers, body: res.body };
+}
+
+/** The `Authorization` header value for the settings' user. */
+export function basicAuth(settings: ClientSettings): string {
+  return `Basic ${Buffer.from(`${settings.user}:${settings.token}`).toString('base64')}`;
 }
 
 /** {@link apiRequest} for JSON answers: the parsed body. */
@@ -99,7 +100,11 @@ export async function closeClient(): Promise<void> {
 }
 
 async function errorFromAnswer(res: Dispatcher.ResponseData): Promise<CliError> {
-  const text = await res.body.text().catch(() => '');
+  return errorFromBody(res.statusCode, await res.body.text().catch(() => ''));
+}
+
+/** The CliError for an error answer: the API's message, or the start of whatever came back. */
+export function errorFromBody(status: number, text: string): CliError {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -109,13 +114,13 @@ async function errorFromAnswer(res: Dispatcher.ResponseData): Promise<CliError> 
   const err = (parsed as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
   if (err && typeof err.message === 'string') {
     return new CliError(oneLine(err.message), {
-      status: res.statusCode,
+      status,
       ...(typeof err.code === 'string' ? { code: err.code } : {}),
     });
   }
   // Not our API's shape (a proxy in between, a wrong EPH_URL): say what came back.
   const first = oneLine(text).slice(0, 200);
-  return new CliError(`HTTP ${res.statusCode}${first ? `: ${first}` : ''}`, { status: res.statusCode });
+  return new CliError(`HTTP ${status}${first ? `: ${first}` : ''}`, { status });
 }
 
 const REASONS: Record<string, string> = {

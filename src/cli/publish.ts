@@ -10,7 +10,11 @@ import { apiJson } from './client.ts';
 import { clientAction, clientCommand } from './command-kit.ts';
 import { instanceLine } from './instances.ts';
 import { printJson, printLine } from './output.ts';
+import { earlyRefusal } from './early-refusal.ts';
 import { countingStream, uploadProgress } from './upload-progress.ts';
+
+/** Connection failures that may hide an answer the server sent before reading the body. */
+const CUT_WHILE_SENDING = new Set(['EPIPE', 'ECONNRESET', 'UND_ERR_SOCKET']);
 
 interface PublishFlags {
   name?: string;
@@ -47,21 +51,20 @@ export function publishCommand(program: Command): void {
     const progress = uploadProgress(`uploading ${basename(path)}`, size, ctx.opts.progress ?? process.stderr.isTTY === true);
     const counter = countingStream((n) => progress.update(n));
     const source = createReadStream(path);
-    // pipeline() carries a read error into the upload rather than leaving it hanging.
+    // Only a failure of the file itself is reported as the file's.
     let readFailed: Error | undefined;
-    const piped = pipeline(source, counter).catch((e: unknown) => {
-      readFailed = e instanceof Error ? e : new Error(String(e));
-    });
+    source.once('error', (e) => (readFailed = e));
+    const piped = pipeline(source, counter).catch(() => undefined);
+    const headers = { 'content-type': type, 'content-length': String(size), 'x-name': encodeURIComponent(name) };
     let inst: InstanceView;
     try {
-      inst = await apiJson<InstanceView>(ctx.settings, '/v1/instances', {
-        method: 'POST',
-        body: counter,
-        headers: { 'content-type': type, 'content-length': String(size), 'x-name': encodeURIComponent(name) },
-      });
+      inst = await apiJson<InstanceView>(ctx.settings, '/v1/instances', { method: 'POST', body: counter, headers });
     } catch (e) {
-      // A file that fails halfway aborts the upload: report the file, not the connection.
       if (readFailed) throw new CliError(`${path}: ${readFailed.message}`);
+      // The server may have refused before reading (over the limit) and the reset lost its answer: ask it again.
+      if (e instanceof CliError && e.code !== undefined && CUT_WHILE_SENDING.has(e.code)) {
+        throw (await earlyRefusal(ctx.settings, '/v1/instances', headers)) ?? e;
+      }
       throw e;
     } finally {
       progress.stop();

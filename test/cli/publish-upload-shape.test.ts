@@ -91,3 +91,27 @@ test(
     assert.match(hidden, /eph-0a1b2c3d\.eph\.localhost {2}asleep/);
   },
 );
+
+test('publish refused before the body is read, with the answer lost to a reset: eph asks again and shows the reason (recorded-shape API server)', async (t) => {
+  const api = await startRecordedApi(t);
+  const dir = await mkdtemp(join(tmpdir(), 'eph-cli-reset-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'big.zip');
+  await writeFile(file, Buffer.concat([Buffer.from('PK\x03\x04'), randomBytes(4 * 1024 * 1024)]));
+  let uploads = 0;
+  api.onHeaders((req, res) => {
+    if (req.url !== '/v1/instances') return false;
+    // First the upload: cut with a reset, no answer. Then the probe: the answer the upload lost.
+    if (uploads++ === 0) req.socket.resetAndDestroy();
+    else {
+      assert.equal(req.headers['content-length'], String(4 * 1024 * 1024 + 4));
+      res.writeHead(413, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { code: 'ARCHIVE_TOO_LARGE', message: 'archive of 4194308 bytes is over the limit of 1000000 bytes' } }));
+    }
+    return true;
+  });
+  const r = await eph(['publish', file], { env: api.env });
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr, 'eph: archive of 4194308 bytes is over the limit of 1000000 bytes\n');
+  assert.equal(uploads, 2);
+});

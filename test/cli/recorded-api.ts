@@ -33,16 +33,23 @@ export interface RecordedApi {
   requests: RecordedRequest[];
   /** Sets the answer for `METHOD /path` (path without query). */
   on(route: string, handler: Handler): void;
+  /**
+   * Sees each request before its body is read (how a server refuses early);
+   * answering true means it dealt with the request itself.
+   */
+  onHeaders(hook: (req: IncomingMessage, res: ServerResponse) => boolean): void;
 }
 
 /** Starts the server on a free loopback port; it closes when the test ends. */
 export async function startRecordedApi(t: Pick<TestContext, 'after'>): Promise<RecordedApi> {
   const handlers = new Map<string, Handler>();
+  let early: ((req: IncomingMessage, res: ServerResponse) => boolean) | null = null;
   const requests: RecordedRequest[] = [];
   const open = new Set<ServerResponse>();
   const server = createServer(async (req, res) => {
     open.add(res);
     res.on('close', () => open.delete(res));
+    if (early?.(req, res)) return;
     const chunks: Buffer[] = [];
     for await (const c of req as AsyncIterable<Buffer>) chunks.push(c);
     const rec: RecordedRequest = { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, body: Buffer.concat(chunks) };
@@ -70,7 +77,8 @@ export async function startRecordedApi(t: Pick<TestContext, 'after'>): Promise<R
     url,
     env: { EPH_URL: url, EPH_USER: USER, EPH_TOKEN: TOKEN },
     requests,
-    on: (route, handler) => handlers.set(route, handler),
+    on: (route, handler) => void handlers.set(route, handler),
+    onHeaders: (hook) => void (early = hook),
   };
 }
 
