@@ -18,4 +18,5 @@ const gate = createGate({
 const addr = await gate.listen('127.0.0.1', 0);
 console.log(JSON.stringify({ port: addr.port }));
 process.stdin.on('end', () => process.exit(0)).resume();
-process.on('SIGINT', () => process.exit(0));
+// A clean exit on the benchmark's SIGTERM, so that --cpu-prof gets written.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(0));

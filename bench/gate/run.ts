@@ -5,7 +5,15 @@
  * generated config in a temp dir, one worker/thread each (the gate is one
  * Node process), and stopped at the end.
  *
- *   node bin/run-ts.js bench/gate/run.ts [--duration 5] [--connections 32] [--only gate]
+ * The machine is small and shared, so one run of each says little: targets
+ * run in several rounds, in a rotating order, and the table shows medians.
+ *
+ *   node bin/run-ts.js bench/gate/run.ts [--duration 5] [--rounds 3] [--connections 32] [--only gate]
+ *
+ * GATE_NODE_FLAGS adds node flags to the gate process (e.g. `--cpu-prof`).
+ * `--variant NAME:FILE:FLAGS` (repeatable) adds another gate to the same run,
+ * for A/B comparisons on equal terms: FILE is a gate-server.ts (empty: this
+ * one; e.g. one from an exported older commit), FLAGS node flags.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,6 +32,7 @@ const opt = (name: string, dflt: string): string => {
 const DURATION = Number(opt('duration', '5'));
 const CONNS = Number(opt('connections', '32'));
 const ONLY = opt('only', '');
+const ROUNDS = Math.max(1, Number(opt('rounds', '3')));
 const HOST = 'eph-00000001.eph.localhost';
 
 const children: ChildProcess[] = [];
@@ -48,34 +57,36 @@ async function freePort(): Promise<number> {
 }
 
 /**
- * CPU time (user + system, in ms) used so far by a process and its
+ * CPU time (user and system, in ms) used so far by a process and its
  * descendants. The machine is shared (wrk, the app and the proxy on 2 cores,
  * maybe other work too), so rps alone is noisy; CPU per request is not.
  */
-function treeCpuMs(pid: number): number {
+function treeCpuMs(pid: number): { user: number; sys: number } {
   const parent = new Map<number, number>();
-  const ticks = new Map<number, number>();
+  const ticks = new Map<number, [number, number]>();
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
       const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       parent.set(Number(d), Number(f[1]));
-      ticks.set(Number(d), Number(f[11]) + Number(f[12]));
+      ticks.set(Number(d), [Number(f[11]), Number(f[12])]);
     } catch {
       // the process ended meanwhile
     }
   }
-  let sum = 0;
+  let user = 0;
+  let sys = 0;
   for (const [p, t] of ticks) {
     for (let q: number | undefined = p; q !== undefined && q > 1; q = parent.get(q)) {
       if (q === pid) {
-        sum += t;
+        user += t[0];
+        sys += t[1];
         break;
       }
     }
   }
-  return (sum * 1000) / 100; // USER_HZ is 100 on Linux
+  return { user: (user * 1000) / 100, sys: (sys * 1000) / 100 }; // USER_HZ is 100 on Linux
 }
 
 /** Starts a child that prints `{"port":N}` on its first stdout line. */
@@ -180,6 +191,10 @@ interface Result {
   p50ms: number;
   /** CPU of the proxy (or of the app, for direct) per request, in microseconds. */
   cpuUs: number;
+  /** The user-space part of cpuUs (the rest is the kernel's: syscalls, loopback TCP). */
+  userUs: number;
+  /** rps of every round (summary rows only). */
+  all?: string;
 }
 
 function toMs(v: string): number {
@@ -201,9 +216,11 @@ function wrk(name: string, port: number, pid: number, seconds: number): Result {
   const p99 = toMs(/\s99%\s+(\S+)/.exec(out)?.[1] ?? '');
   const p50 = toMs(/\s50%\s+(\S+)/.exec(out)?.[1] ?? '');
   const total = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
-  const cpuUs = ((treeCpuMs(pid) - cpu0) * 1000) / total;
+  const cpu1 = treeCpuMs(pid);
+  const userUs = ((cpu1.user - cpu0.user) * 1000) / total;
+  const cpuUs = userUs + ((cpu1.sys - cpu0.sys) * 1000) / total;
   if (/Non-2xx|Socket errors/.test(out)) console.error(`${name}: ${out.split('\n').filter((l) => /Non-2xx|Socket errors/.test(l)).join('; ')}`);
-  return { name, rps, p99ms: p99, p50ms: p50, cpuUs };
+  return { name, rps, p99ms: p99, p50ms: p50, cpuUs, userUs };
 }
 
 for (const cmd of ['wrk', 'nginx', 'haproxy']) {
@@ -225,21 +242,53 @@ const gate = await startJsonChild(process.execPath, [...nodeFlags, join(root, 'b
   GATE_HOST: HOST,
 });
 targets.push(['gate', gate]);
-
-const results: Result[] = [];
-for (const [name, t] of targets) {
-  wrk(name, t.port, t.pid, 1); // warm-up (JIT, pools)
-  results.push(wrk(name, t.port, t.pid, DURATION));
+for (let i = 0; i < args.length; i++) {
+  if (args[i] !== '--variant') continue;
+  const [name, file, flags] = (args[i + 1] ?? '').split(':');
+  const v = await startJsonChild(
+    process.execPath,
+    [...(flags ?? '').split(' ').filter(Boolean), join(root, 'bin', 'run-ts.js'), file ? resolve(file) : join(here, 'gate-server.ts')],
+    { APP_PORT: String(appPort), GATE_HOST: HOST },
+  );
+  targets.push([name!, v]);
 }
+
+for (const [name, t] of targets) wrk(name, t.port, t.pid, 1); // warm-up (JIT, pools)
+const runs = new Map<string, Result[]>(targets.map(([name]) => [name, []]));
+for (let round = 0; round < ROUNDS; round++) {
+  // Rotating the order spreads slow moments of the machine over all targets.
+  for (let k = 0; k < targets.length; k++) {
+    const [name, t] = targets[(k + round) % targets.length]!;
+    runs.get(name)!.push(wrk(name, t.port, t.pid, DURATION));
+  }
+}
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const results: Result[] = [...runs].map(([name, rs]) => ({
+  name,
+  rps: median(rs.map((r) => r.rps)),
+  p99ms: median(rs.map((r) => r.p99ms)),
+  p50ms: median(rs.map((r) => r.p50ms)),
+  cpuUs: median(rs.map((r) => r.cpuUs)),
+  userUs: median(rs.map((r) => r.userUs)),
+  all: rs.map((r) => r.rps.toFixed(0)).join(' '),
+}));
 
 const pad = (s: string, n: number): string => s.padStart(n);
-console.log(`\nwrk -t2 -c${CONNS} -d${DURATION}s keep-alive GET, app: Node http 'ok'; proxies: 1 worker/thread each\n`);
+console.log(
+  `\nwrk -t2 -c${CONNS} -d${DURATION}s keep-alive GET, ${ROUNDS} round(s), medians; app: Node http 'ok'; proxies: 1 worker/thread each\n`,
+);
 console.log(`load average before the runs: ${loadBefore}`);
-console.log(`${'target'.padEnd(10)}${pad('rps', 12)}${pad('p50 ms', 10)}${pad('p99 ms', 10)}${pad('CPU us/req', 12)}`);
+console.log(`${'target'.padEnd(10)}${pad('rps', 12)}${pad('p50 ms', 10)}${pad('p99 ms', 10)}${pad('CPU us/req', 12)}${pad('user', 7)}   rps per round`);
 for (const r of results) {
-  console.log(`${r.name.padEnd(10)}${pad(r.rps.toFixed(0), 12)}${pad(r.p50ms.toFixed(2), 10)}${pad(r.p99ms.toFixed(2), 10)}${pad(r.cpuUs.toFixed(1), 12)}`);
+  console.log(
+    `${r.name.padEnd(10)}${pad(r.rps.toFixed(0), 12)}${pad(r.p50ms.toFixed(2), 10)}${pad(r.p99ms.toFixed(2), 10)}${pad(r.cpuUs.toFixed(1), 12)}${pad(r.userUs.toFixed(1), 7)}   ${r.all}`,
+  );
 }
-console.log('(CPU us/req: CPU time of the proxy process tree per request; for direct, of the app)');
+console.log('(CPU us/req: CPU time of the proxy process tree per request, user: its user-space part; for direct, of the app)');
 const by = (n: string): Result | undefined => results.find((r) => r.name === n);
 const g = by('gate')!;
 for (const peer of ['nginx', 'haproxy']) {
