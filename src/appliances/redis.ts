@@ -129,7 +129,8 @@ export class RedisDriver implements ApplianceDriver {
   }
 
   url(rec: ApplianceRecord, localPort: number): string {
-    return `redis://:${encodeURIComponent(passwordOf(rec))}@127.0.0.1:${localPort}/0`;
+    // `default` is Redis 6+'s user: redis-cli -u refuses an empty user name with the password.
+    return `redis://default:${encodeURIComponent(passwordOf(rec))}@127.0.0.1:${localPort}/0`;
   }
 }
 

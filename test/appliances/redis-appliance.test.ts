@@ -26,10 +26,11 @@ let rec: ApplianceRecord;
 /** redis-cli through a fresh client tunnel; the password from the URL, via REDISCLI_AUTH (not argv). */
 async function cli(r: ApplianceRecord, url: string, ...args: string[]): Promise<string> {
   const tunnel = await tunnelTo(shared, r);
-  const password = decodeURIComponent(new URL(url).password);
+  // The appliance's URL as given, only the port moved to this test's tunnel.
+  const u = new URL(url);
+  u.port = String(tunnel.address.port);
   return new Promise((resolve, reject) => {
-    const child = spawn('redis-cli', ['-h', '127.0.0.1', '-p', String(tunnel.address.port), ...args], {
-      env: { ...process.env, REDISCLI_AUTH: password },
+    const child = spawn('redis-cli', ['-u', u.href, '--no-auth-warning', ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -57,7 +58,7 @@ after(async () => {
 test('create redis: running, password in the url, bound to 127.0.0.1 only', { skip: NO_REDIS }, () => {
   const v = cloud.appliances.view(rec);
   assert.equal(v.status, 'running');
-  assert.match(v.url, /^redis:\/\/:[A-Za-z0-9_-]{32}@127\.0\.0\.1:6379\/0$/);
+  assert.match(v.url, /^redis:\/\/default:[A-Za-z0-9_-]{32}@127\.0\.0\.1:6379\/0$/);
   assert.deepEqual(listeningAddresses(rec.port), ['127.0.0.1']);
   assert.deepEqual(listeningAddresses(rec.publicPort), ['127.0.0.1']);
 });
@@ -69,7 +70,7 @@ test('SET and GET through the TLS-PSK tunnel with redis-cli', { skip: NO_REDIS }
 });
 
 test('a client without the password is refused by redis itself', { skip: NO_REDIS }, async () => {
-  const out = await cli(rec, 'redis://:wrong@127.0.0.1:6379/0', 'GET', 'greeting').catch((e: Error) => e.message);
+  const out = await cli(rec, 'redis://default:wrong@127.0.0.1:6379/0', 'GET', 'greeting').catch((e: Error) => e.message);
   assert.match(out, /WRONGPASS|NOAUTH|invalid/i);
 });
 
