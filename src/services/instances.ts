@@ -46,8 +46,8 @@ interface Live {
   userId: string;
   upstream: HostPort | null;
   starting: Promise<HostPort> | null;
-  /** Reason the current start failed early (process exited before it listened). */
-  exitReason: string | null;
+  /** The process exited before it listened (set at once by the exit report; the log tail is read later). */
+  exited: boolean;
   abort: AbortController | null;
 }
 
@@ -275,7 +275,7 @@ export class InstanceService implements GateBackend {
     if (again?.upstream) return again.upstream;
     if (again?.starting) return again.starting;
     this.#checkQuota(i.userId, plan, by);
-    const entry: Live = { userId: i.userId, upstream: null, starting: null, exitReason: null, abort: new AbortController() };
+    const entry: Live = { userId: i.userId, upstream: null, starting: null, exited: false, abort: new AbortController() };
     this.#live.set(hostname, entry);
     entry.starting = this.#boot(i, entry);
     return entry.starting;
@@ -314,6 +314,13 @@ export class InstanceService implements GateBackend {
         maxLogBytes: this.#o.maxLogBytes,
       });
       await waitReady(upstream, this.#o.wakeTimeoutMs, entry.abort!.signal);
+      if (!this.#o.driver.isRunning(i.hostname)) {
+        // Something accepted the connection, but not the app, which has exited: the address of a
+        // namespace already torn down goes wherever the host routes it (a proxy may answer there).
+        // The exit report, due any moment, says why.
+        await abortedWithin(entry.abort!.signal, 2000);
+        throw entry.abort!.signal.reason ?? new EphError('START_FAILED', 'the app exited before it listened on 8080');
+      }
       entry.upstream = upstream;
       entry.starting = null;
       entry.abort = null;
@@ -325,7 +332,8 @@ export class InstanceService implements GateBackend {
       return upstream;
     } catch (e) {
       const err = e instanceof EphError ? e : new EphError('START_FAILED', e instanceof Error ? e.message : String(e));
-      const reason = entry.exitReason ? `${err.message}: ${entry.exitReason}` : err.message;
+      const tail = entry.exited ? await this.#logTail(i.hostname) : '';
+      const reason = tail ? `${err.message}; log: ${tail}` : err.message;
       this.#live.delete(i.hostname);
       await this.#o.driver.stop(i.hostname).catch(() => {});
       await this.#o.store.updateInstance(i.hostname, { state: 'failed', upstream: null, lastError: reason });
@@ -355,10 +363,9 @@ export class InstanceService implements GateBackend {
     const live = this.#live.get(hostname);
     const why = signal ? `the app was killed by ${signal}` : `the app exited with code ${code}`;
     if (live?.starting && live.abort) {
-      void this.#logTail(hostname).then((tail) => {
-        live.exitReason = tail ? `${why}; log: ${tail}` : why;
-        live.abort?.abort(new EphError('START_FAILED', `${why} before it listened on 8080`));
-      });
+      // Aborted at once: waiting for the app's address would only find whatever answers for it once it is gone.
+      live.exited = true;
+      live.abort.abort(new EphError('START_FAILED', `${why} before it listened on 8080`));
       return;
     }
     if (!live) return;
@@ -384,4 +391,16 @@ export class InstanceService implements GateBackend {
     this.#o.table.set(hostname, [{ hostname, weight: 1 }]);
     if (alias) this.#o.table.set(alias, [{ hostname, weight: 1 }]);
   }
+}
+
+/** Resolves when `signal` aborts, or after `ms` at the latest. */
+function abortedWithin(signal: AbortSignal, ms: number): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    }, { once: true });
+  });
 }
