@@ -107,7 +107,7 @@ test('a failed start is retried by the next request (and fails the same way, wit
   const h = await cloud.publish(await procfileApp('process.exit(9);\n'), { name: 'always-fails' });
   const first = await cloud.visit(h);
   const second = await cloud.visit(h);
-  assert.deepEqual([first.status, second.status], [502, 502]);
+  assert.deepEqual([first.status, second.status], [502, 502], first.body + second.body);
   assert.match(second.body, /exited with code 9/);
   assert.equal((await logs(h)).match(/exited with code 9/g)?.length, 2, 'two attempts');
 });
