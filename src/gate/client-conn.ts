@@ -47,6 +47,8 @@ export interface GateContext {
 }
 
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
+/** Landing buffer for visitor reads (see readIntoSharedBuffer); one suffices on a single-threaded event loop. */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 /** Bytes read ahead of the current exchange (pipelined requests) before reading pauses. */
 const STASH_LIMIT = 64 * 1024;
 const MAX_RESPONSE_HEAD = 64 * 1024;
@@ -149,7 +151,7 @@ export class ClientConn implements UpstreamOwner {
     this.#xfTail = `\r\nX-Forwarded-Proto: ${tls ? 'https' : 'http'}\r\nX-Forwarded-Host: `;
     this.#connectedAt = this.#idleSince = performance.now();
     socket.setNoDelay(true);
-    socket.on('data', this.#onData);
+    if (tls || !readIntoSharedBuffer(socket, READ_BUFFER, this.#onRead)) socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);
     socket.on('error', noop);
     socket.on('close', this.#onClose);
@@ -160,11 +162,20 @@ export class ClientConn implements UpstreamOwner {
 
   // ---- visitor side ---------------------------------------------------------
 
+  /** Bytes in READ_BUFFER: parsed in place, copied only when kept past this call. */
+  #onRead = (n: number): boolean => {
+    if (this.#phase === P_HEAD) {
+      this.#lastReadAt = performance.now();
+      this.#onHeadBytes(READ_BUFFER.subarray(0, n), true);
+    } else this.#onData(Buffer.from(READ_BUFFER.subarray(0, n)));
+    return true;
+  };
+
   #onData = (chunk: Buffer): void => {
     this.#lastReadAt = performance.now();
     switch (this.#phase) {
       case P_HEAD:
-        this.#onHeadBytes(chunk);
+        this.#onHeadBytes(chunk, false);
         break;
       case P_EXCHANGE:
         if (!this.#reqDone && this.#headSent && this.#stash === null) {
@@ -188,11 +199,13 @@ export class ClientConn implements UpstreamOwner {
     if (this.#stash.length > STASH_LIMIT) this.#syncReading();
   }
 
-  #onHeadBytes(chunk: Buffer): void {
+  /** `transient`: chunk is a view of READ_BUFFER, to be copied if kept. */
+  #onHeadBytes(chunk: Buffer, transient: boolean): void {
     let b = chunk;
     if (this.#buf !== null) {
       b = Buffer.concat([this.#buf, chunk]);
       this.#buf = null;
+      transient = false;
     }
     let start = 0;
     // RFC 9112 §2.2: empty lines before a request line are ignored.
@@ -201,12 +214,14 @@ export class ClientConn implements UpstreamOwner {
     const idx = b.indexOf(CRLFCRLF, start);
     if (idx < 0) {
       if (b.length - start > this.#ctx.maxHeaderBytes) return this.#reject(PAGES.headersTooLarge, 431);
-      if (this.#buf === null && chunk === b) this.#headStartedAt = this.#lastReadAt || performance.now();
-      this.#buf = start === 0 ? b : b.subarray(start);
+      if (chunk === b) this.#headStartedAt = this.#lastReadAt || performance.now();
+      const rest = start === 0 ? b : b.subarray(start);
+      this.#buf = transient ? Buffer.from(rest) : rest;
       return;
     }
     if (idx + 4 - start > this.#ctx.maxHeaderBytes) return this.#reject(PAGES.headersTooLarge, 431);
-    this.#stash = idx + 4 < b.length ? b.subarray(idx + 4) : null;
+    if (idx + 4 === b.length) this.#stash = null;
+    else this.#stash = transient ? Buffer.from(b.subarray(idx + 4)) : b.subarray(idx + 4);
     this.#startExchange(b.toString('latin1', start, idx + 4));
   }
 
@@ -217,7 +232,7 @@ export class ClientConn implements UpstreamOwner {
     while (this.#phase === P_HEAD && this.#stash !== null) {
       const b = this.#stash;
       this.#stash = null;
-      this.#onHeadBytes(b);
+      this.#onHeadBytes(b, false);
     }
     this.#driving = false;
     this.#syncReading();
@@ -893,3 +908,32 @@ export class ClientConn implements UpstreamOwner {
 }
 
 function noop(): void {}
+
+/** net.Socket's slots behind the `onread` option of net.connect; null when this Node has none. */
+let readSlots: { buffer: symbol; callback: symbol } | null | undefined;
+
+/**
+ * Makes an accepted socket read into `buf` and call `cb(n)` instead of
+ * emitting 'data' with a fresh Buffer per read. Node documents this (the
+ * `onread` option) only for sockets it connects; accepted ones use the same
+ * machinery, reached here through its internal slots. Per read it saves an
+ * ArrayBuffer whose external memory made V8 scavenge often. Returns false,
+ * changing nothing, when this Node lacks the slots: 'data' events then serve.
+ */
+export function readIntoSharedBuffer(socket: Socket, buf: Buffer, cb: (n: number) => boolean): boolean {
+  if (readSlots === undefined) {
+    const syms = Object.getOwnPropertySymbols(socket);
+    const buffer = syms.find((x) => x.description === 'kBuffer');
+    const callback = syms.find((x) => x.description === 'kBufferCb');
+    readSlots = buffer !== undefined && callback !== undefined ? { buffer, callback } : null;
+  }
+  const handle = (socket as unknown as { _handle?: { useUserBuffer?: (b: Uint8Array) => void } | null })._handle;
+  const slots = socket as unknown as Record<symbol, unknown>;
+  if (readSlots === null || typeof handle?.useUserBuffer !== 'function' || slots[readSlots.buffer] !== null || socket.readableLength > 0) {
+    return false;
+  }
+  slots[readSlots.buffer] = buf;
+  slots[readSlots.callback] = cb;
+  handle.useUserBuffer(buf);
+  return true;
+}
