@@ -42,7 +42,7 @@ test('appliance create, stunnel-conf, tunnel (RESP round trip through TLS-PSK), 
   assert.equal(a.kind, 'redis');
   assert.equal(a.status, 'running');
   assert.match(a.public, /^[^:]+:\d+$/);
-  assert.match(a.url, /^redis:\/\/:[^@]+@127\.0\.0\.1:6379\/0$/);
+  assert.match(a.url, /^redis:\/\/default:[^@]+@127\.0\.0\.1:6379\/0$/);
 
   const conf = await eph(['appliance', 'stunnel-conf', 'cache'], { env: fx.env });
   assert.equal(conf.code, 0, conf.stderr);
