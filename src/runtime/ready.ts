@@ -21,7 +21,8 @@ export async function waitReady(addr: HostPort, timeoutMs: number, abort?: Abort
   }
 }
 
-function tryConnect(addr: HostPort): Promise<boolean> {
+/** One TCP connection attempt: true when something accepts on `addr`. */
+export function tryConnect(addr: HostPort): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect(addr.port, addr.host);
     s.once('connect', () => {

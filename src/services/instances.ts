@@ -8,7 +8,7 @@ import type { HostPort } from '../core/config.ts';
 import type { AppKind, Instance, Plan, User } from '../core/types.ts';
 import type { Store } from '../store/store.ts';
 import type { Driver } from '../runtime/driver.ts';
-import { waitReady } from '../runtime/ready.ts';
+import { tryConnect, waitReady } from '../runtime/ready.ts';
 import type { GateBackend } from '../gate/backend.ts';
 import type { RoutingTable } from '../gate/routing-table.ts';
 import type { UserService } from './users.ts';
@@ -254,7 +254,33 @@ export class InstanceService implements GateBackend {
     this.#access.set(hostname, Date.now());
   }
 
+  /**
+   * The gate wakes an instance it believes asleep, or one whose connection
+   * was just refused: then the app may have died before its exit reached us
+   * (the driver reports it after tearing the sandbox down). Check, and if
+   * nothing listens, finish the stop and start afresh, once for all callers.
+   */
   wake(hostname: string): Promise<HostPort> {
+    const live = this.#live.get(hostname);
+    if (live?.upstream) {
+      let p = this.#recovering.get(hostname);
+      if (!p) {
+        p = this.#recover(hostname, live.upstream).finally(() => this.#recovering.delete(hostname));
+        this.#recovering.set(hostname, p);
+      }
+      return p;
+    }
+    return this.start(hostname, 'visitor');
+  }
+
+  readonly #recovering = new Map<string, Promise<HostPort>>();
+
+  async #recover(hostname: string, upstream: HostPort): Promise<HostPort> {
+    if (await tryConnect(upstream)) return upstream;
+    if (this.#live.get(hostname)?.upstream === upstream) {
+      this.#o.log?.('not answering: restarting', { hostname });
+      await this.#stopProcess(hostname);
+    }
     return this.start(hostname, 'visitor');
   }
 

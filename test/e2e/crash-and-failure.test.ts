@@ -72,6 +72,18 @@ test('an app that crashes after its first request is restarted by the next reque
   assert.equal((await show(h)).lastError, null);
 });
 
+test('a request sent right after a crash, before the exit is reported, is served by a restarted app', async () => {
+  const h = await cloud.publish(await procfileApp(CRASHES_AFTER_FIRST_REQUEST), { name: 'crashy-now' });
+  const first = await cloud.visit(h, '/one');
+  assert.equal(first.status, 200);
+  // No waiting: the gate finds the connection refused and asks for a wake; the service restarts it.
+  for (let i = 0; i < 3; i++) {
+    const next = await cloud.visit(h, `/again-${i}`);
+    assert.equal(next.status, 200, next.body);
+    assert.match(next.body, /^boot \w+\n$/);
+  }
+});
+
 test('a Pharo archive whose VM is missing: the visitor gets a 502 page naming the reason; the API shows lastError', async () => {
   const h = await cloud.publish(await buildZip('examples/pharo-app'), { name: 'pharo-app.zip' });
   const r = await cloud.visit(h, '/', { headers: { accept: 'text/html' } });
