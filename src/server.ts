@@ -81,7 +81,7 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     limits: { maxArchiveBytes: config.maxArchiveBytes, maxUnpackedBytes: config.maxUnpackedBytes, maxEntries: config.maxEntries },
   });
   await images.recover();
-  const driver = opts.driver ?? new ProcessDriver({ ...opts.driverOptions, stateDir: join(dataDir, 'run') });
+  const driver = opts.driver ?? new ProcessDriver({ prefix: config.netnsPrefix, subnet: config.subnet, ...opts.driverOptions, stateDir: join(dataDir, 'run') });
   const table = new RoutingTable();
   // The gate is built before the instances so that they can tell it about starts and stops.
   let gate: ReturnType<typeof createGate> | null = null;

@@ -26,6 +26,9 @@ export interface Config {
   publicBind: string;
   /** JSON access log of the gate (off by default: it costs on the hot path). */
   accessLog: boolean;
+  /** Network namespace name prefix and address block of the process driver (two clouds on one machine need their own). */
+  netnsPrefix: string;
+  subnet: string;
   logLevel: string;
 }
 
@@ -129,6 +132,14 @@ export function loadConfig(flags: ConfigInput, env: NodeJS.ProcessEnv = process.
     publicHost: pick('publicHost', 'EPH_PUBLIC_HOST') ?? '127.0.0.1',
     publicBind: pick('publicBind', 'EPH_PUBLIC_BIND') ?? '127.0.0.1',
     accessLog: flags.accessLog ?? env.EPH_ACCESS_LOG === '1',
+    netnsPrefix: checkPrefix(env.EPH_NETNS_PREFIX ?? 'eph'),
+    subnet: env.EPH_SUBNET ?? '10.213.0.0/16',
     logLevel: pick('logLevel', 'EPH_LOG_LEVEL') ?? 'info',
   };
+}
+
+function checkPrefix(raw: string): string {
+  // veth names are limited to 15 characters: v + prefix + 8 hex digits.
+  if (!/^[a-z][a-z0-9]{0,5}$/.test(raw)) throw new EphError('INVALID_CONFIG', `EPH_NETNS_PREFIX: expected 1-6 lowercase letters or digits, got '${raw}'`);
+  return raw;
 }

@@ -9,7 +9,8 @@ import type { HostPort } from '../core/config.ts';
  */
 export async function waitReady(addr: HostPort, timeoutMs: number, abort?: AbortSignal): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  let delay = 10;
+  // Short polls: a loopback connect costs microseconds, and every wait here is a visitor waiting.
+  let delay = 5;
   for (;;) {
     if (abort?.aborted) throw abort.reason;
     if (await tryConnect(addr)) return;
@@ -17,7 +18,7 @@ export async function waitReady(addr: HostPort, timeoutMs: number, abort?: Abort
       throw new EphError('WAKE_TIMEOUT', `did not accept connections on port ${addr.port} within ${timeoutMs} ms`);
     }
     await new Promise((r) => setTimeout(r, delay));
-    delay = Math.min(delay * 2, 100);
+    delay = Math.min(delay * 2, 25);
   }
 }
 
