@@ -1,17 +1,8 @@
-import type { ApplianceKind, ApplianceStatus } from '../core/types.ts';
+import type { ApplianceKind } from '../core/types.ts';
 
-/** What GET /v1/appliances/:name answers (fields the CLI reads; the API may send more). */
-export interface ApplianceView {
-  name: string;
-  kind: ApplianceKind;
-  status: ApplianceStatus;
-  /** host:port of its TLS-PSK endpoint. */
-  public: string;
-  /** Client connection URL through a tunnel on the default local port. */
-  url: string;
-  lastError?: string | null;
-  createdAt?: string | number;
-}
+/** What GET /v1/appliances/:name answers: the service's own view type (a type-only import, nothing loads). */
+export type { ApplianceView } from '../appliances/appliance-service.ts';
+import type { ApplianceView } from '../appliances/appliance-service.ts';
 
 export const APPLIANCE_KINDS: readonly ApplianceKind[] = ['postgres', 'redis', 'static', 'mongo'];
 

@@ -17,6 +17,8 @@ const MYDB: ApplianceView = {
   status: 'running',
   public: '127.0.0.1:40123',
   url: 'postgres://eph_mydb:secret@127.0.0.1:5432/mydb',
+  createdAt: '2026-11-25T14:00:00.000+00:00',
+  lastError: null,
 };
 
 const PSK = 'mydb-client:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n';
