@@ -136,8 +136,10 @@ export function runDriverConformance(name: string, target: ConformanceTarget): v
     await rm(dir, { recursive: true, force: true });
   });
 
-  test(`${name}: a Procfile app listens on its PORT and answers at the upstream`, { skip }, async () => {
+  test(`${name}: a Procfile app listens on its PORT and answers at the upstream`, { skip }, async (t) => {
     const h = hostname();
+    // Whatever fails, the next test starts from a clean machine.
+    t.after(() => driver.stop(h));
     const upstream = await startReady(driver, spec(h));
     assert.equal(driver.isRunning(h), true);
     const answer = await getJson(upstream);
@@ -149,8 +151,9 @@ export function runDriverConformance(name: string, target: ConformanceTarget): v
     await driver.stop(h);
   });
 
-  test(`${name}: two instances run at once, each reached at its own upstream`, { skip }, async () => {
+  test(`${name}: two instances run at once, each reached at its own upstream`, { skip }, async (t) => {
     const [h1, h2] = [hostname(), hostname()];
+    t.after(() => Promise.all([driver.stop(h1), driver.stop(h2)]));
     const [u1, u2] = await Promise.all([startReady(driver, spec(h1)), startReady(driver, spec(h2))]);
     assert.notDeepEqual(u1, u2);
     const [a1, a2] = await Promise.all([getJson(u1), getJson(u2)]);
@@ -159,8 +162,10 @@ export function runDriverConformance(name: string, target: ConformanceTarget): v
     await Promise.all([driver.stop(h1), driver.stop(h2)]);
   });
 
-  test(`${name}: the image directory is read-only for the app, /tmp is writable`, { skip }, async () => {
+  test(`${name}: the image directory is read-only for the app, /tmp is writable`, { skip }, async (t) => {
     const h = hostname();
+    // Whatever fails, the next test starts from a clean machine.
+    t.after(() => driver.stop(h));
     const answer = await getJson(await startReady(driver, spec(h)));
     assert.ok(['EROFS', 'EACCES', 'EPERM'].includes(answer.dirWrite), `writing into the image dir gave ${answer.dirWrite}`);
     assert.equal(existsSync(join(imageDir, 'written-by-app.txt')), false);
@@ -168,8 +173,10 @@ export function runDriverConformance(name: string, target: ConformanceTarget): v
     await driver.stop(h);
   });
 
-  test(`${name}: stop() reports a requested exit, logs it, and leaves nothing behind`, { skip }, async () => {
+  test(`${name}: stop() reports a requested exit, logs it, and leaves nothing behind`, { skip }, async (t) => {
     const h = hostname();
+    // Whatever fails, the next test starts from a clean machine.
+    t.after(() => driver.stop(h));
     const upstream = await startReady(driver, spec(h));
     await driver.stop(h);
     assert.equal(driver.isRunning(h), false);
@@ -185,8 +192,10 @@ export function runDriverConformance(name: string, target: ConformanceTarget): v
     await driver.stop('eph-ffffffff.eph.test');
   });
 
-  test(`${name}: a crash is reported with requested=false and an exit line in the log`, { skip }, async () => {
+  test(`${name}: a crash is reported with requested=false and an exit line in the log`, { skip }, async (t) => {
     const h = hostname();
+    // Whatever fails, the next test starts from a clean machine.
+    t.after(() => driver.stop(h));
     const upstream = await startReady(driver, spec(h));
     // The answer may be cut short by the crash itself: only the exit report counts.
     await httpGet(upstream, '/crash').catch(() => undefined);
@@ -225,9 +234,9 @@ export function runDriverConformance(name: string, target: ConformanceTarget): v
   });
 }
 
-function httpGet(addr: HostPort, path: string): Promise<{ status: number; body: string }> {
+function httpGet(addr: HostPort, path: string, timeoutMs = 5000): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: addr.host, port: addr.port, path, timeout: 5000, agent: false }, (res) => {
+    const req = request({ host: addr.host, port: addr.port, path, timeout: timeoutMs, agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));
@@ -252,7 +261,9 @@ async function getJson(addr: HostPort): Promise<AppAnswer> {
  */
 async function appAnswers(addr: HostPort, name: string): Promise<boolean> {
   try {
-    const res = await httpGet(addr, '/');
+    // A live app on a local address answers at once; an address nobody holds
+    // any more may leave the connect hanging on ARP for seconds.
+    const res = await httpGet(addr, '/', 1000);
     return res.status === 200 && (JSON.parse(res.body) as AppAnswer).name === name;
   } catch {
     return false;

@@ -46,7 +46,18 @@ export interface ServiceInput {
 export function serviceSpec(input: ServiceInput): Docker.CreateServiceOptions {
   const labels = { [OWNER_LABEL]: input.owner, [HOSTNAME_LABEL]: input.hostname };
   const mounts: Docker.MountSettings[] = [
-    { Type: 'tmpfs', Source: '', Target: '/tmp', TmpfsOptions: { SizeBytes: input.tmpfsBytes, Mode: 0o1777 } },
+    // A tmpfs volume rather than a tmpfs mount: Swarm (Engine 20.10) drops
+    // TmpfsOptions.Mode, leaving a root-owned 1755 /tmp the app cannot write.
+    {
+      Type: 'volume',
+      Source: tmpVolumeName(input.name),
+      Target: '/tmp',
+      VolumeOptions: {
+        NoCopy: true,
+        Labels: labels,
+        DriverConfig: { Name: 'local', Options: { type: 'tmpfs', device: 'tmpfs', o: `size=${input.tmpfsBytes},mode=1777,nosuid,nodev` } },
+      },
+    },
     ...readOnlyRoots(input.readOnly).map((p): Docker.MountSettings => ({ Type: 'bind', Source: p, Target: p, ReadOnly: true })),
     ...Object.entries(input.files).map(([src, dest]): Docker.MountSettings => ({ Type: 'bind', Source: src, Target: dest, ReadOnly: true })),
   ];
@@ -83,6 +94,11 @@ export function serviceSpec(input: ServiceInput): Docker.CreateServiceOptions {
       Networks: [{ Target: input.network }],
     },
   };
+}
+
+/** The volume that holds an instance's private /tmp (removed with the instance). */
+export function tmpVolumeName(service: string): string {
+  return `${service}-tmp`;
 }
 
 /** Distinct paths, dropping those already visible through a bound parent. */

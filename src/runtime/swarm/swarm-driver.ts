@@ -14,7 +14,7 @@ import { DEFAULT_BASE_IMAGE, ensureBaseImage, ensureNetwork, hostLayout } from '
 import type { HostLayout } from './base-image.ts';
 import { DEFAULT_DOCKER_SOCKET, apiMessage, apiStatus, dockerClient, isGone } from './docker-api.ts';
 import { copyContainerLog, followContainerLog } from './log-stream.ts';
-import { APP_PORT, OWNER_LABEL, execSimpleCommand, serviceSpec } from './service-spec.ts';
+import { APP_PORT, OWNER_LABEL, execSimpleCommand, serviceSpec, tmpVolumeName } from './service-spec.ts';
 
 /** Options of {@link SwarmDriver}. */
 export interface SwarmDriverOptions {
@@ -241,9 +241,9 @@ export class SwarmDriver implements Driver {
   }
 
   /**
-   * Prepares the daemon (see prepare()), then removes services and
-   * containers labelled with this driver's prefix that no live instance owns
-   * (left by a crashed server), and their state directories.
+   * Prepares the daemon (see prepare()), then removes services, containers
+   * and /tmp volumes labelled with this driver's prefix that no live
+   * instance owns (left by a crashed server), and their state directories.
    */
   async recover(): Promise<void> {
     await this.prepare();
@@ -267,6 +267,9 @@ export class SwarmDriver implements Driver {
       if (stale.length === 0 || Date.now() > deadline) break;
       await Promise.all(stale.map((c) => this.#docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
     }
+    const volumes = (await this.#docker.listVolumes({ filters: { label: [label] } })).Volumes ?? [];
+    const liveVolumes = new Set([...live].map(tmpVolumeName));
+    for (const v of volumes) if (!liveVolumes.has(v.Name)) await this.#removeVolume(v.Name);
     const pattern = namespacePattern(this.#prefix);
     for (const entry of await readdir(this.#stateDir)) {
       if (pattern.test(entry) && !live.has(entry)) await rm(join(this.#stateDir, entry), { recursive: true, force: true });
@@ -452,6 +455,7 @@ export class SwarmDriver implements Driver {
       for (const c of left) ids.add(c.Id);
     }
     await Promise.all([...ids].map((id) => this.#removeContainer(id)));
+    await this.#removeVolume(tmpVolumeName(inst.service));
     await rm(join(this.#stateDir, inst.service), { recursive: true, force: true }).catch(() => undefined);
   }
 
@@ -462,6 +466,20 @@ export class SwarmDriver implements Driver {
       .getService(inst.serviceId)
       .remove()
       .catch(() => undefined);
+  }
+
+  /** Removes a volume, retrying while a container that is going away still uses it; never throws. */
+  async #removeVolume(name: string): Promise<void> {
+    const deadline = Date.now() + REMOVE_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      try {
+        await this.#docker.getVolume(name).remove();
+        return;
+      } catch (e) {
+        if (isGone(e) || apiStatus(e) !== 409) return;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 
   /** Force-removes a container and waits until the Engine no longer knows it. */

@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { ProcessDriver } from '../../../src/runtime/process/process-driver.ts';
 import { listNamespaces } from '../../../src/runtime/process/netns.ts';
 import { appMarker, runDriverConformance } from '../driver.conformance.ts';
