@@ -23,7 +23,6 @@ import { CloudGateBackend } from './services/gate-backend.ts';
 import { selfSignedCert } from './gate/tls.ts';
 import { CertService, storeHolders } from './gate/cert-service.ts';
 import { gateCertRoutes } from './api/v1-gate-certs.ts';
-import { EphError } from './core/errors.ts';
 
 export interface Cloud {
   config: Config;
@@ -70,9 +69,11 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
   const log = opts.logger ?? pino({ level: config.logLevel });
   const dataDir = resolve(config.dataDir);
   for (const d of ['images', 'tmp', 'logs', 'run', 'appliances']) await mkdir(join(dataDir, d), { recursive: true });
-  if (config.runtime === 'swarm') {
-    throw new EphError('DEPENDENCY_MISSING', '--runtime swarm: the swarm driver is not available in this build; use --runtime process');
-  }
+  // Loaded only when asked for, so that the process runtime does not need dockerode.
+  const swarm =
+    !opts.driver && config.runtime === 'swarm'
+      ? new (await import('./runtime/swarm/swarm-driver.ts')).SwarmDriver({ stateDir: join(dataDir, 'run') })
+      : null;
 
   const store = await openStore(config.store, dataDir);
   const images = new ImageStore({
@@ -81,7 +82,7 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     limits: { maxArchiveBytes: config.maxArchiveBytes, maxUnpackedBytes: config.maxUnpackedBytes, maxEntries: config.maxEntries },
   });
   await images.recover();
-  const driver = opts.driver ?? new ProcessDriver({ prefix: config.netnsPrefix, subnet: config.subnet, ...opts.driverOptions, stateDir: join(dataDir, 'run') });
+  const driver = opts.driver ?? swarm ?? new ProcessDriver({ prefix: config.netnsPrefix, subnet: config.subnet, ...opts.driverOptions, stateDir: join(dataDir, 'run') });
   const table = new RoutingTable();
   // The gate is built before the instances so that they can tell it about starts and stops.
   let gate: ReturnType<typeof createGate> | null = null;
