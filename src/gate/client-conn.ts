@@ -12,7 +12,7 @@ import {
   ResponseHead,
   cookieValue,
   parseRequestHead,
-  parseResponseHead,
+  parseResponseHeadBytes,
 } from './http-parse.ts';
 import type { GateMetrics } from './metrics.ts';
 import { STICKY_COOKIE, type RoutingTable } from './routing-table.ts';
@@ -499,6 +499,7 @@ export class ClientConn implements UpstreamOwner {
         this.#rbuf = null;
       }
       const rs = this.#rs;
+      let headEnd: number;
       for (;;) {
         const idx = b.indexOf(CRLFCRLF, i);
         if (idx < 0) {
@@ -506,8 +507,8 @@ export class ClientConn implements UpstreamOwner {
           this.#rbuf = i === 0 ? b : b.subarray(i);
           return;
         }
-        if (!parseResponseHead(b.toString('latin1', i, idx + 4), rs)) return this.#failExchange(null, 502);
-        const headEnd = idx + 4;
+        headEnd = idx + 4;
+        if (!parseResponseHeadBytes(b, i, headEnd, rs)) return this.#failExchange(null, 502);
         if (rs.status >= 200) break;
         if (rs.status === 101) {
           if (!this.#upgrade) return this.#failExchange(null, 502);
@@ -521,7 +522,6 @@ export class ClientConn implements UpstreamOwner {
       }
       this.#status = rs.status;
       this.#resStarted = true;
-      const headEnd = b.indexOf(CRLFCRLF, i) + 4;
       if (this.#isHead || rs.status === 204 || rs.status === 304) this.#resState = R_NONE;
       else if (rs.chunked) {
         this.#resState = R_CHUNKED;

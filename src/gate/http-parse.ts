@@ -6,14 +6,31 @@
  * differently from the app behind it is how requests get smuggled.
  */
 
-/** Header names are tokens (RFC 9110 §5.6.2); sticky so that it checks in place without slicing. */
-const TOKEN_COLON = /[!#$%&'*+.^_`|~0-9A-Za-z-]+:/y;
-const METHOD = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-/** Any control character other than HTAB, or a CR or LF that is not part of a CRLF pair. */
-const BAD_BYTES = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n/;
+/** tchar (RFC 9110 §5.6.2) by char code: header names and methods are tokens. */
+const TCHAR = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TCHAR[c.charCodeAt(0)] = 1;
 const DIGITS = /^\d{1,15}$/;
-/** A request target: visible ASCII only (obs-text is not allowed in a URI). */
-const TARGET = /^[\x21-\x7e]+$/;
+
+function isTchar(c: number): boolean {
+  return c < 128 && TCHAR[c] === 1;
+}
+
+/**
+ * Index of the CR of the CRLF that ends the line starting at `pos`, or -1 when
+ * a control character comes first: any but HTAB, a bare CR or a bare LF, each
+ * a way to make two parsers disagree. One pass, no regular expression: this
+ * runs over every byte of every request head.
+ */
+function lineEnd(h: string, pos: number): number {
+  for (let i = pos; i < h.length; i++) {
+    const c = h.charCodeAt(i);
+    if (c < 32 || c === 127) {
+      if (c === 13 && h.charCodeAt(i + 1) === 10) return i;
+      if (c !== 9) return -1;
+    }
+  }
+  return -1;
+}
 
 /** What the gate needs from a request head; one object per connection, reused. */
 export class RequestHead {
@@ -89,7 +106,10 @@ function trimValue(h: string, from: number, to: number): string {
 }
 
 function parseConnection(rh: RequestHead, v: string): void {
-  for (const raw of v.split(',')) {
+  // What browsers and clients send, without splitting.
+  if (v.length === 10 && lowerEq(v, 0, 'keep-alive')) rh.connKeepAlive = true;
+  else if (v.length === 5 && lowerEq(v, 0, 'close')) rh.connClose = true;
+  else for (const raw of v.split(',')) {
     const t = raw.trim().toLowerCase();
     if (t === 'close') rh.connClose = true;
     else if (t === 'keep-alive') rh.connKeepAlive = true;
@@ -104,39 +124,50 @@ function parseConnection(rh: RequestHead, v: string): void {
  */
 export function parseRequestHead(h: string, rh: RequestHead): boolean {
   rh.reset();
-  // Bare CR or LF, NUL and other controls: each is a way to make two parsers disagree.
-  if (BAD_BYTES.test(h)) return fail(rh, 400);
-  const lineEnd = h.indexOf('\r\n');
-  const sp1 = h.indexOf(' ');
-  const sp2 = sp1 < 0 ? -1 : h.indexOf(' ', sp1 + 1);
+  const lineEnd0 = lineEnd(h, 0);
+  if (lineEnd0 < 0) return fail(rh, 400);
+  let sp1 = 0;
+  while (sp1 < lineEnd0 && isTchar(h.charCodeAt(sp1))) sp1++;
+  if (sp1 === 0 || h.charCodeAt(sp1) !== 32) return fail(rh, 400);
+  const sp2 = h.indexOf(' ', sp1 + 1);
   // A third space makes the version check below fail, so two are all that need finding.
-  if (sp1 <= 0 || sp2 < 0 || sp2 >= lineEnd) return fail(rh, 400);
-  const method = h.slice(0, sp1);
-  if (!METHOD.test(method)) return fail(rh, 400);
+  if (sp2 < 0 || sp2 >= lineEnd0) return fail(rh, 400);
+  // The common methods as constants: no string is made for them.
+  const method =
+    sp1 === 3 && h.startsWith('GET') ? 'GET' : sp1 === 4 && h.startsWith('POST') ? 'POST' : sp1 === 4 && h.startsWith('HEAD') ? 'HEAD' : h.slice(0, sp1);
   rh.method = method;
-  const version = h.slice(sp2 + 1, lineEnd);
-  if (version === 'HTTP/1.1') rh.minor = 1;
-  else if (version === 'HTTP/1.0') rh.minor = 0;
-  else if (/^HTTP\/\d\.\d$/.test(version)) return fail(rh, 505);
-  else return fail(rh, 400);
-  const target = h.slice(sp1 + 1, sp2);
-  if (!TARGET.test(target)) return fail(rh, 400);
-  if (target.charCodeAt(0) === 47 /* / */) rh.target = target;
-  else if (target === '*' && method === 'OPTIONS') rh.target = target;
-  else if (!parseAbsoluteTarget(rh, target)) return fail(rh, 400);
-  rh.headersStart = lineEnd + 2;
+  const v = sp2 + 1;
+  if (lineEnd0 - v !== 8 || !h.startsWith('HTTP/', v) || !isDigit(h.charCodeAt(v + 5)) || h.charCodeAt(v + 6) !== 46 || !isDigit(h.charCodeAt(v + 7))) {
+    return fail(rh, 400);
+  }
+  const major = h.charCodeAt(v + 5);
+  const minor = h.charCodeAt(v + 7);
+  if (major === 49 && minor === 49) rh.minor = 1;
+  else if (major === 49 && minor === 48) rh.minor = 0;
+  else return fail(rh, 505);
+  // A request target: visible ASCII only (obs-text is not allowed in a URI).
+  if (sp2 === sp1 + 1) return fail(rh, 400);
+  for (let i = sp1 + 1; i < sp2; i++) {
+    const c = h.charCodeAt(i);
+    if (c < 0x21 || c > 0x7e) return fail(rh, 400);
+  }
+  const c0 = h.charCodeAt(sp1 + 1);
+  if (c0 === 47 /* / */) rh.target = h.slice(sp1 + 1, sp2);
+  else if (c0 === 42 /* * */ && sp2 === sp1 + 2 && method === 'OPTIONS') rh.target = '*';
+  else if (!parseAbsoluteTarget(rh, h.slice(sp1 + 1, sp2))) return fail(rh, 400);
+  rh.headersStart = lineEnd0 + 2;
 
   let hostCount = 0;
-  let pos = lineEnd + 2;
+  let pos = lineEnd0 + 2;
   const end = h.length - 2;
   while (pos < end) {
-    const eol = h.indexOf('\r\n', pos);
-    const c0 = h.charCodeAt(pos);
-    // obs-fold (RFC 9112 §5.2): a proxy must reject it or replace it; rejecting is safer.
-    if (c0 === 32 || c0 === 9) return fail(rh, 400);
-    TOKEN_COLON.lastIndex = pos;
-    if (!TOKEN_COLON.test(h) || TOKEN_COLON.lastIndex > eol) return fail(rh, 400);
-    const colon = TOKEN_COLON.lastIndex - 1;
+    // A line that starts with SP or HTAB (obs-fold, RFC 9112 §5.2) has no name and is
+    // rejected here: a proxy must reject it or replace it, and rejecting is safer.
+    let colon = pos;
+    while (isTchar(h.charCodeAt(colon))) colon++;
+    if (colon === pos || h.charCodeAt(colon) !== 58 /* : */) return fail(rh, 400);
+    const eol = lineEnd(h, colon + 1);
+    if (eol < 0) return fail(rh, 400);
     const n = colon - pos;
     switch (n) {
       case 4:
@@ -200,6 +231,10 @@ export function parseRequestHead(h: string, rh: RequestHead): boolean {
   return true;
 }
 
+function isDigit(c: number): boolean {
+  return c >= 48 && c <= 57;
+}
+
 function parseAbsoluteTarget(rh: RequestHead, target: string): boolean {
   const m = /^https?:\/\/([^/?#]+)([^#]*)/i.exec(target);
   if (!m || m[1]!.includes('@')) return false;
@@ -239,40 +274,124 @@ export class ResponseHead {
   }
 }
 
-/** Parses a response head from an app (trusted less than a client, but still framed strictly). */
+/** Parses a response head given as latin1 text (CRLF CRLF included); see {@link parseResponseHeadBytes}. */
 export function parseResponseHead(h: string, rs: ResponseHead): boolean {
+  return parseResponseHeadBytes(Buffer.from(h, 'latin1'), 0, h.length, rs);
+}
+
+/**
+ * Parses a response head from an app (trusted less than a client, but still
+ * framed strictly) where it was read: b[start, end) runs from the status line
+ * through the empty line. Works on the bytes, so that forwarding a response
+ * makes no string; `rs.drop` offsets count from `start`.
+ */
+export function parseResponseHeadBytes(b: Uint8Array, start: number, end: number, rs: ResponseHead): boolean {
   rs.reset();
-  if (!h.startsWith('HTTP/1.') || h.charCodeAt(8) !== 32) return (rs.ok = false);
-  rs.minor = h.charCodeAt(7) === 49 ? 1 : 0;
-  const status = Number(h.slice(9, 12));
-  if (!(status >= 100 && status <= 999)) return (rs.ok = false);
-  rs.status = status;
-  let pos = h.indexOf('\r\n') + 2;
-  const end = h.length - 2;
-  while (pos < end) {
-    const eol = h.indexOf('\r\n', pos);
-    const colon = h.indexOf(':', pos);
-    if (colon < 0 || colon > eol) return (rs.ok = false);
+  // "HTTP/1.x SSS"
+  if (
+    end - start < 16 ||
+    b[start] !== 72 ||
+    b[start + 1] !== 84 ||
+    b[start + 2] !== 84 ||
+    b[start + 3] !== 80 ||
+    b[start + 4] !== 47 ||
+    b[start + 5] !== 49 ||
+    b[start + 6] !== 46 ||
+    b[start + 8] !== 32
+  ) {
+    return (rs.ok = false);
+  }
+  rs.minor = b[start + 7] === 49 ? 1 : 0;
+  const d0 = b[start + 9]! - 48;
+  const d1 = b[start + 10]! - 48;
+  const d2 = b[start + 11]! - 48;
+  if (d0 < 1 || d0 > 9 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9) return (rs.ok = false);
+  rs.status = d0 * 100 + d1 * 10 + d2;
+  let pos = start + 12;
+  while (pos < end && !(b[pos] === 13 && b[pos + 1] === 10)) pos++;
+  pos += 2;
+  const last = end - 2;
+  while (pos < last) {
+    let colon = -1;
+    let eol = pos;
+    for (; eol < last; eol++) {
+      const c = b[eol]!;
+      if (c === 13 && b[eol + 1] === 10) break;
+      if (c === 58 && colon < 0) colon = eol;
+    }
+    if (colon < 0) return (rs.ok = false);
     const n = colon - pos;
-    if (n === 14 && lowerEq(h, pos, 'content-length')) {
-      const v = trimValue(h, colon + 1, eol);
-      if (!DIGITS.test(v) || (rs.contentLength !== -1 && rs.contentLength !== Number(v))) return (rs.ok = false);
-      rs.contentLength = Number(v);
-    } else if (n === 17 && lowerEq(h, pos, 'transfer-encoding')) {
-      const v = trimValue(h, colon + 1, eol).toLowerCase();
+    if (n === 14 && lowerEqBytes(b, pos, 'content-length')) {
+      const v = digitsValue(b, colon + 1, eol);
+      if (v < 0 || (rs.contentLength !== -1 && rs.contentLength !== v)) return (rs.ok = false);
+      rs.contentLength = v;
+    } else if (n === 17 && lowerEqBytes(b, pos, 'transfer-encoding')) {
       // A response may be close-delimited with another coding; only a final `chunked` frames it.
-      if (v === 'chunked' || v.endsWith(',chunked') || v.endsWith(', chunked')) rs.chunked = true;
+      if (endsWithChunked(b, colon + 1, eol)) rs.chunked = true;
       else rs.connClose = true;
-    } else if (n === 10 && (lowerEq(h, pos, 'connection') || lowerEq(h, pos, 'keep-alive'))) {
-      if (h.charCodeAt(pos) === 99 || h.charCodeAt(pos) === 67) {
-        if (/(^|,)\s*close\s*(,|$)/i.test(h.slice(colon + 1, eol))) rs.connClose = true;
-      }
-      rs.drop.push(pos, eol + 2);
+    } else if (n === 10 && (lowerEqBytes(b, pos, 'connection') || lowerEqBytes(b, pos, 'keep-alive'))) {
+      if ((b[pos]! | 0x20) === 99 /* c */ && hasCloseToken(b, colon + 1, eol)) rs.connClose = true;
+      rs.drop.push(pos - start, eol + 2 - start);
     }
     pos = eol + 2;
   }
   if (rs.chunked) rs.contentLength = -1;
   return true;
+}
+
+function lowerEqBytes(b: Uint8Array, at: number, lit: string): boolean {
+  for (let i = 0; i < lit.length; i++) {
+    if ((b[at + i]! | 0x20) !== lit.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+function isOws(c: number): boolean {
+  return c === 32 || c === 9;
+}
+
+/** A Content-Length value: 1 to 15 digits between optional whitespace; -1 otherwise. */
+function digitsValue(b: Uint8Array, from: number, to: number): number {
+  while (from < to && isOws(b[from]!)) from++;
+  while (to > from && isOws(b[to - 1]!)) to--;
+  if (to === from || to - from > 15) return -1;
+  let v = 0;
+  for (let i = from; i < to; i++) {
+    const d = b[i]! - 48;
+    if (d < 0 || d > 9) return -1;
+    v = v * 10 + d;
+  }
+  return v;
+}
+
+/** `chunked` as the whole value or after `,` or `, ` (the last coding applied). */
+function endsWithChunked(b: Uint8Array, from: number, to: number): boolean {
+  while (from < to && isOws(b[from]!)) from++;
+  while (to > from && isOws(b[to - 1]!)) to--;
+  const at = to - 7;
+  if (at < from || !lowerEqBytes(b, at, 'chunked')) return false;
+  return at === from || b[at - 1] === 44 || (b[at - 1] === 32 && at - 1 > from && b[at - 2] === 44);
+}
+
+/** True when a comma-separated list holds the token `close` (any case). */
+function hasCloseToken(b: Uint8Array, from: number, to: number): boolean {
+  let i = from;
+  while (i < to) {
+    let e = i;
+    while (e < to && b[e] !== 44) e++;
+    let s = i;
+    let t = e;
+    while (s < t && isSpace(b[s]!)) s++;
+    while (t > s && isSpace(b[t - 1]!)) t--;
+    if (t - s === 5 && lowerEqBytes(b, s, 'close')) return true;
+    i = e + 1;
+  }
+  return false;
+}
+
+/** What `\s` matched here before: SP, HTAB, VT, FF (CR and LF cannot occur in a line). */
+function isSpace(c: number): boolean {
+  return c === 32 || (c >= 9 && c <= 13);
 }
 
 // Chunked-body scanner states.
