@@ -89,6 +89,13 @@ function treeCpuMs(pid: number): { user: number; sys: number } {
   return { user: (user * 1000) / 100, sys: (sys * 1000) / 100 }; // USER_HZ is 100 on Linux
 }
 
+/** Busy and total jiffies of the whole machine, from /proc/stat. */
+function machineJiffies(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - f[3]! - (f[4] ?? 0), total };
+}
+
 /** Starts a child that prints `{"port":N}` on its first stdout line. */
 function startJsonChild(cmd: string, argv: string[], env: NodeJS.ProcessEnv): Promise<{ port: number; pid: number }> {
   const c = spawn(cmd, argv, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'], cwd: root });
@@ -193,6 +200,8 @@ interface Result {
   cpuUs: number;
   /** The user-space part of cpuUs (the rest is the kernel's: syscalls, loopback TCP). */
   userUs: number;
+  /** Share of the machine's CPUs busy during the run (all processes, the benchmark's and others'), in %. */
+  busyPct: number;
   /** rps of every round (summary rows only). */
   all?: string;
 }
@@ -206,6 +215,7 @@ function toMs(v: string): number {
 
 function wrk(name: string, port: number, pid: number, seconds: number): Result {
   const cpu0 = treeCpuMs(pid);
+  const m0 = machineJiffies();
   const r = spawnSync(
     'wrk',
     ['-t2', `-c${CONNS}`, `-d${seconds}s`, '--latency', '-H', `Host: ${HOST}`, `http://127.0.0.1:${port}/`],
@@ -217,10 +227,12 @@ function wrk(name: string, port: number, pid: number, seconds: number): Result {
   const p50 = toMs(/\s50%\s+(\S+)/.exec(out)?.[1] ?? '');
   const total = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
   const cpu1 = treeCpuMs(pid);
+  const m1 = machineJiffies();
+  const busyPct = ((m1.busy - m0.busy) * 100) / (m1.total - m0.total);
   const userUs = ((cpu1.user - cpu0.user) * 1000) / total;
   const cpuUs = userUs + ((cpu1.sys - cpu0.sys) * 1000) / total;
   if (/Non-2xx|Socket errors/.test(out)) console.error(`${name}: ${out.split('\n').filter((l) => /Non-2xx|Socket errors/.test(l)).join('; ')}`);
-  return { name, rps, p99ms: p99, p50ms: p50, cpuUs, userUs };
+  return { name, rps, p99ms: p99, p50ms: p50, cpuUs, userUs, busyPct };
 }
 
 for (const cmd of ['wrk', 'nginx', 'haproxy']) {
@@ -274,6 +286,7 @@ const results: Result[] = [...runs].map(([name, rs]) => ({
   p50ms: median(rs.map((r) => r.p50ms)),
   cpuUs: median(rs.map((r) => r.cpuUs)),
   userUs: median(rs.map((r) => r.userUs)),
+  busyPct: median(rs.map((r) => r.busyPct)),
   all: rs.map((r) => r.rps.toFixed(0)).join(' '),
 }));
 
@@ -282,13 +295,13 @@ console.log(
   `\nwrk -t2 -c${CONNS} -d${DURATION}s keep-alive GET, ${ROUNDS} round(s), medians; app: Node http 'ok'; proxies: 1 worker/thread each\n`,
 );
 console.log(`load average before the runs: ${loadBefore}`);
-console.log(`${'target'.padEnd(10)}${pad('rps', 12)}${pad('p50 ms', 10)}${pad('p99 ms', 10)}${pad('CPU us/req', 12)}${pad('user', 7)}   rps per round`);
+console.log(`${'target'.padEnd(10)}${pad('rps', 12)}${pad('p50 ms', 10)}${pad('p99 ms', 10)}${pad('CPU us/req', 12)}${pad('user', 7)}${pad('busy%', 7)}   rps per round`);
 for (const r of results) {
   console.log(
-    `${r.name.padEnd(10)}${pad(r.rps.toFixed(0), 12)}${pad(r.p50ms.toFixed(2), 10)}${pad(r.p99ms.toFixed(2), 10)}${pad(r.cpuUs.toFixed(1), 12)}${pad(r.userUs.toFixed(1), 7)}   ${r.all}`,
+    `${r.name.padEnd(10)}${pad(r.rps.toFixed(0), 12)}${pad(r.p50ms.toFixed(2), 10)}${pad(r.p99ms.toFixed(2), 10)}${pad(r.cpuUs.toFixed(1), 12)}${pad(r.userUs.toFixed(1), 7)}${pad(r.busyPct.toFixed(0), 7)}   ${r.all}`,
   );
 }
-console.log('(CPU us/req: CPU time of the proxy process tree per request, user: its user-space part; for direct, of the app)');
+console.log('(CPU us/req: CPU time of the proxy process tree per request, user: its user-space part; for direct, of the app; busy%: whole machine)');
 const by = (n: string): Result | undefined => results.find((r) => r.name === n);
 const g = by('gate')!;
 for (const peer of ['nginx', 'haproxy']) {
