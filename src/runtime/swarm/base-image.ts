@@ -69,9 +69,11 @@ export function hostLayout(): HostLayout {
  * @returns true when the image was built now, false when it was there.
  */
 export async function ensureBaseImage(docker: Docker, name: string, layout: HostLayout): Promise<boolean> {
+  let previous: string | null = null;
   try {
-    const info = (await docker.getImage(name).inspect()) as { Config?: { Labels?: Record<string, string> | null } };
+    const info = (await docker.getImage(name).inspect()) as { Id: string; Config?: { Labels?: Record<string, string> | null } };
     if (info.Config?.Labels?.[LAYOUT_LABEL] === layout.hash) return false;
+    previous = info.Id;
   } catch (e) {
     if (!isGone(e)) throw new EphError('UNAVAILABLE', `Docker: cannot inspect image ${name}: ${apiMessage(e)}`, { cause: e });
   }
@@ -103,6 +105,8 @@ export async function ensureBaseImage(docker: Docker, name: string, layout: Host
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+  // The image built for another layout is now untagged; containers still using it keep it.
+  if (previous) await docker.getImage(previous).remove().catch(() => undefined);
   return true;
 }
 
