@@ -6,6 +6,9 @@ export const APP_PORT = 8080;
 /** The identity apps run as (nobody/nogroup on Debian), as under the process driver. */
 export const APP_USER = '65534:65534';
 
+/** Size of each of the (two) files of Docker's own copy of an instance's output. */
+export const DOCKER_LOG_BYTES = 8 * 1024 ** 2;
+
 /** Label on services and containers: the driver prefix that owns them (recover() only touches its own). */
 export const OWNER_LABEL = 'ephemeric.driver';
 /** Label on services and containers: the instance hostname. */
@@ -90,6 +93,9 @@ export function serviceSpec(input: ServiceInput): Docker.CreateServiceOptions {
       },
       Resources: { Limits: { MemoryBytes: input.memoryBytes, NanoCPUs: input.nanoCpus, Pids: input.pids } },
       RestartPolicy: { Condition: 'none', MaxAttempts: 0 },
+      // The driver copies output into the bounded instance log; Docker's own
+      // copy is bounded too, or a chatty app would fill the daemon's disk.
+      LogDriver: { Name: 'json-file', Options: { 'max-size': String(DOCKER_LOG_BYTES), 'max-file': '2' } },
       Placement: input.nodeId ? { Constraints: [`node.id==${input.nodeId}`] } : {},
       Networks: [{ Target: input.network }],
     },

@@ -51,6 +51,8 @@ const CONTAINER_STUNNEL_CONF = '/run/eph/stunnel.conf';
 const TASK_POLL_MS = 50;
 /** How long the rest of a stopped container's output may take to arrive. */
 const LOG_DRAIN_MS = 2000;
+/** How long after SIGKILL the container's exit must be reported before it is removed by force. */
+const KILL_REPORT_MS = 5000;
 /** How long removing a container may take before clean-up gives up on it. */
 const REMOVE_TIMEOUT_MS = 15_000;
 
@@ -226,7 +228,11 @@ export class SwarmDriver implements Driver {
     // and the service goes with it.
     if (first && !inst.ended) {
       this.#signal(inst, 'SIGTERM');
-      inst.killTimer = setTimeout(() => this.#signal(inst, 'SIGKILL'), this.#graceMs);
+      inst.killTimer = setTimeout(() => {
+        this.#signal(inst, 'SIGKILL');
+        // Should the daemon not report the exit, removing the container ends the wait.
+        inst.killTimer = setTimeout(() => void this.#removeContainer(inst.containerId!), KILL_REPORT_MS);
+      }, this.#graceMs);
     }
     await inst.exited;
   }

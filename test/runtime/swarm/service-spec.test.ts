@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { APP_USER, HOSTNAME_LABEL, OWNER_LABEL, execSimpleCommand, serviceSpec, tmpVolumeName } from '../../../src/runtime/swarm/service-spec.ts';
+import { APP_USER, DOCKER_LOG_BYTES, HOSTNAME_LABEL, OWNER_LABEL, execSimpleCommand, serviceSpec, tmpVolumeName } from '../../../src/runtime/swarm/service-spec.ts';
 import type { ServiceInput } from '../../../src/runtime/swarm/service-spec.ts';
 
 const input: ServiceInput = {
@@ -28,7 +28,7 @@ test('the service runs one replica, never restarted by Docker, read-only, as 655
   assert.deepEqual(spec.Mode, { Replicated: { Replicas: 1 } });
   assert.deepEqual(spec.Labels, { [OWNER_LABEL]: 'tss', [HOSTNAME_LABEL]: 'eph-1a2b3c4d.eph.test' });
   assert.equal(spec.EndpointSpec, undefined, 'no published ports: the app is reached at its bridge address');
-  const task = spec.TaskTemplate as { ContainerSpec: Record<string, unknown>; RestartPolicy: unknown; Resources: unknown; Placement: unknown; Networks: unknown };
+  const task = spec.TaskTemplate as { ContainerSpec: Record<string, unknown>; RestartPolicy: unknown; Resources: unknown; Placement: unknown; Networks: unknown; LogDriver: unknown };
   const c = task.ContainerSpec;
   assert.equal(c.User, APP_USER);
   assert.equal(c.ReadOnly, true);
@@ -41,6 +41,7 @@ test('the service runs one replica, never restarted by Docker, read-only, as 655
   assert.deepEqual(task.Resources, { Limits: { MemoryBytes: 64 * 1024 ** 2, NanoCPUs: 5e8, Pids: 100 } });
   assert.deepEqual(task.Placement, { Constraints: ['node.id==node123'] });
   assert.deepEqual(task.Networks, [{ Target: 'eph-runtime' }]);
+  assert.deepEqual(task.LogDriver, { Name: 'json-file', Options: { 'max-size': String(DOCKER_LOG_BYTES), 'max-file': '2' } });
   // PORT is the driver's, whatever the spec's env says.
   assert.ok((c.Env as string[]).includes('PORT=8080'));
   assert.ok((c.Env as string[]).includes('FOO=bar'));

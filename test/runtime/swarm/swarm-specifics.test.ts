@@ -12,7 +12,7 @@ import type { ExitInfo, LaunchSpec } from '../../../src/runtime/driver.ts';
 import { waitReady } from '../../../src/runtime/ready.ts';
 import { SwarmDriver } from '../../../src/runtime/swarm/swarm-driver.ts';
 import { DEFAULT_DOCKER_SOCKET, dockerUnavailableReason } from '../../../src/runtime/swarm/docker-api.ts';
-import { OWNER_LABEL } from '../../../src/runtime/swarm/service-spec.ts';
+import { DOCKER_LOG_BYTES, OWNER_LABEL } from '../../../src/runtime/swarm/service-spec.ts';
 import { LAYOUT_LABEL, ensureBaseImage, hostLayout } from '../../../src/runtime/swarm/base-image.ts';
 
 // Own prefix: recover() removes every service and container labelled with it.
@@ -103,6 +103,7 @@ test('the container runs as 65534 with no capabilities, a read-only root and the
   assert.equal(info.HostConfig.Memory, 96 * 1024 ** 2);
   assert.equal(info.HostConfig.NanoCpus, 5e8);
   assert.equal(info.HostConfig.PidsLimit, 64);
+  assert.equal(info.HostConfig.LogConfig?.Config?.['max-size'], String(DOCKER_LOG_BYTES), "Docker's copy of the output is bounded");
   assert.equal(info.HostConfig.RestartPolicy?.Name ?? '', '');
   assert.deepEqual(info.HostConfig.PortBindings ?? {}, {}, 'nothing published on the host');
 });
