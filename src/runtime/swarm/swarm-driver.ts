@@ -376,6 +376,9 @@ export class SwarmDriver implements Driver {
     const task = await this.#untilContainer(inst);
     inst.containerId = task.Status!.ContainerStatus!.ContainerID!;
     const state = task.Status?.State ?? '';
+    // An app that is gone before it could be watched (Swarm reports states
+    // some 50-500 ms late) is a failed start, not an exit: it has no address
+    // to hand out. Its output still goes to the log.
     if (state !== 'running') {
       await copyContainerLog(this.#docker, inst.containerId, inst.log);
       const code = task.Status?.ContainerStatus?.ExitCode;
@@ -383,6 +386,10 @@ export class SwarmDriver implements Driver {
     }
     const container = this.#docker.getContainer(inst.containerId);
     const details = await container.inspect();
+    if (!details.State.Running) {
+      await copyContainerLog(this.#docker, inst.containerId, inst.log);
+      throw new EphError('START_FAILED', `the app exited at once with code ${details.State.ExitCode}${details.State.OOMKilled ? ' (out of memory)' : ''}`);
+    }
     const address = details.NetworkSettings.Networks[this.#network]?.IPAddress;
     if (!address) throw new EphError('START_FAILED', `the container has no address on network ${this.#network}`);
 

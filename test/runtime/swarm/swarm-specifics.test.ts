@@ -110,8 +110,17 @@ test('the container runs as 65534 with no capabilities, a read-only root and the
 
 test('an app over its memory limit is killed and reported as an unrequested exit (137)', { skip }, async () => {
   const h = 'eph-e3000002.eph.test';
-  const app = await makeDir('hog', { 'hog.cjs': `console.log('eating'); const a = []; setInterval(() => { for (let i = 0; i < 16; i++) a.push(Buffer.alloc(1 << 20, 1)); }, 10);` });
-  await driver.start(spec(h, app, 'node hog.cjs'));
+  const app = await makeDir('hog', {
+    'hog.cjs': `const a = [];
+      require('http').createServer((q, s) => {
+        console.log('eating');
+        s.end('eating');
+        setInterval(() => { for (let i = 0; i < 16; i++) a.push(Buffer.alloc(1 << 20, 1)); }, 10);
+      }).listen(8080);`,
+  });
+  const up = await driver.start(spec(h, app, 'node hog.cjs'));
+  await waitReady(up, 15_000);
+  await httpGet(up);
   await until('the exit report', () => exits.has(h), 30_000);
   assert.deepEqual(exits.get(h), { code: 137, signal: null, requested: false });
   assert.match(await logOf(h), /eating\n[^]*exited with code 137\n$/);
@@ -169,6 +178,15 @@ test('Pharo: a missing VM is DEPENDENCY_MISSING; the (stand-in) VM runs `--headl
   });
   assert.match(body, /^HTTP\/1\.[01] 200[^]*pharo-standin: app\.image startup\.st=absent\n$/);
   assert.match(await logOf(h), /--headless \S+app\.image --no-quit\n/);
+});
+
+test('an app that exits before it is seen running is START_FAILED with its output and exit code in the log, leaving nothing', { skip }, async () => {
+  const h = 'eph-e3000007.eph.test';
+  const app = await makeDir('quitter', {});
+  await assert.rejects(driver.start(spec(h, app, 'echo quitting now; exit 7')), (e: Error & { code?: string }) => e.code === 'START_FAILED' && /exited at once with code 7/.test(e.message));
+  assert.match(await logOf(h), /quitting now\n[^]*start failed: the app exited at once with code 7/);
+  assert.equal(exits.has(h), false);
+  assert.deepEqual((await docker.listContainers({ all: true, filters: { label: [`${OWNER_LABEL}=${PREFIX}`] } })).map((c) => c.Names), []);
 });
 
 test('a task Docker cannot start (no such base image) is START_FAILED with Docker\'s reason, leaving nothing', { skip }, async () => {
