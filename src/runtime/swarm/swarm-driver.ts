@@ -86,7 +86,8 @@ interface Instance {
   markExited: () => void;
 }
 
-interface Prepared {
+/** What prepare() found and made: the host layout mirrored by the base image and this swarm node. */
+export interface PreparedDaemon {
   layout: HostLayout;
   nodeId: string;
 }
@@ -138,7 +139,7 @@ export class SwarmDriver implements Driver {
   readonly #startTimeoutMs: number;
   readonly #instances = new Map<string, Instance>();
   readonly #listeners: ((hostname: string, info: ExitInfo) => void)[] = [];
-  #prepared: Promise<Prepared> | null = null;
+  #prepared: Promise<PreparedDaemon> | null = null;
 
   constructor(opts: SwarmDriverOptions) {
     this.#stateDir = opts.stateDir;
@@ -172,7 +173,7 @@ export class SwarmDriver implements Driver {
    *
    * @throws EphError DEPENDENCY_MISSING when the daemon cannot be reached or is not a swarm manager.
    */
-  prepare(): Promise<Prepared> {
+  prepare(): Promise<PreparedDaemon> {
     this.#prepared ??= this.#prepare().catch((e: unknown) => {
       this.#prepared = null;
       throw e;
@@ -286,7 +287,7 @@ export class SwarmDriver implements Driver {
     await Promise.all([...this.#instances.keys()].map((h) => this.stop(h)));
   }
 
-  async #prepare(): Promise<Prepared> {
+  async #prepare(): Promise<PreparedDaemon> {
     let info: { Swarm?: { LocalNodeState?: string; ControlAvailable?: boolean; NodeID?: string } };
     try {
       info = (await this.#docker.info()) as typeof info;
