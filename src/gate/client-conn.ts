@@ -15,7 +15,7 @@ import {
   parseResponseHeadBytes,
 } from './http-parse.ts';
 import type { GateMetrics } from './metrics.ts';
-import { STICKY_COOKIE, type RoutingTable } from './routing-table.ts';
+import { STICKY_COOKIE, type HostRoute, type RoutingTable } from './routing-table.ts';
 import type { UpstreamConn, UpstreamOwner, UpstreamPool } from './upstream-pool.ts';
 import type { WakeQueue } from './wake-queue.ts';
 
@@ -39,11 +39,16 @@ export interface GateContext {
   bodyTimeoutMs: number;
   /** Port that HTTP→HTTPS redirects point at. */
   httpsPort: () => number;
-  /** Instance hostname → exchanges in flight and open tunnels. */
-  active: Map<string, number>;
+  /** Instance hostname → exchanges in flight and open tunnels. Entries stay at 0 (no churn per request) until the gate's sweep. */
+  active: Map<string, ActiveCount>;
   /** Raw Host value → normalized host, so that repeat visitors skip normalizeHost. */
   hostCache: Map<string, string | null>;
   conns: Set<ClientConn>;
+}
+
+/** A mutable count, so that an exchange holds its instance's entry instead of looking it up again. */
+export interface ActiveCount {
+  n: number;
 }
 
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
@@ -110,6 +115,7 @@ export class ClientConn implements UpstreamOwner {
   #startAt = 0;
   #routeHost = '';
   #instance: string | null = null;
+  #activeRef: ActiveCount | null = null;
   #fwdHead = '';
   #closeAfter = false;
   #upgrade = false;
@@ -124,6 +130,14 @@ export class ClientConn implements UpstreamOwner {
   #woke = false;
   #waking = false;
   #htmlTimer: NodeJS.Timeout | null = null;
+  // The last Host seen on this connection and what it led to: a keep-alive visitor
+  // sends the same one every time, so routing is a string compare until the table changes.
+  #rcRaw: string | null = null;
+  #rcVersion = -1;
+  #rcHost: string | null = null;
+  #rcRoute: HostRoute | undefined = undefined;
+  /** The X-Forwarded-* lines and the final CRLF for #rcRaw (when the visitor sent no X-Forwarded-For). */
+  #rcTail = '';
   #upstream: UpstreamConn | null = null;
   #headSent = false;
   #attachedAt = 0;
@@ -242,7 +256,8 @@ export class ClientConn implements UpstreamOwner {
     const ctx = this.#ctx;
     const rh = this.#rh;
     this.#exchangeId++;
-    this.#startAt = performance.now();
+    // Read-ahead requests start now; the others when their bytes were read.
+    this.#startAt = this.#driving ? performance.now() : this.#lastReadAt;
     this.#phase = P_EXCHANGE;
     this.#routeHost = '';
     this.#instance = null;
@@ -257,14 +272,10 @@ export class ClientConn implements UpstreamOwner {
     this.#closeAfter = rh.wantsClose;
     const raw = rh.absoluteHost ?? rh.host;
     if (raw === null) return this.#reject(PAGES.badHost, 400);
-    let host = ctx.hostCache.get(raw);
-    if (host === undefined) {
-      host = normalizeHost(raw);
-      if (ctx.hostCache.size >= HOST_CACHE_LIMIT) ctx.hostCache.clear();
-      ctx.hostCache.set(raw, host);
-    }
+    if (raw !== this.#rcRaw || ctx.table.version !== this.#rcVersion) this.#routeFor(raw);
+    const host = this.#rcHost;
     if (host === null) return this.#reject(PAGES.badHost, 400);
-    const route = ctx.table.get(host);
+    const route = this.#rcRoute;
     if (route === undefined || route.targets.length === 0) {
       return this.#answer(unknownHostPage(host, !this.#reqDone || this.#closeAfter, this.#isHead), 404);
     }
@@ -281,7 +292,10 @@ export class ClientConn implements UpstreamOwner {
       if (sticky !== instance) this.#setCookie = `Set-Cookie: ${STICKY_COOKIE}=${instance}; Path=/; HttpOnly; SameSite=Lax\r\n`;
     }
     this.#instance = instance;
-    ctx.active.set(instance, (ctx.active.get(instance) ?? 0) + 1);
+    let a = ctx.active.get(instance);
+    if (a === undefined) ctx.active.set(instance, (a = { n: 0 }));
+    a.n++;
+    this.#activeRef = a;
     ctx.backend.touch(instance);
 
     this.#upgrade = rh.connUpgrade && rh.upgrade !== null;
@@ -294,9 +308,25 @@ export class ClientConn implements UpstreamOwner {
     this.#woke = false;
     this.#headSent = false;
     const up = ctx.backend.upstream(instance);
-    if (up !== null) this.#attach(up);
+    if (up !== null) this.#attach(up, false, this.#startAt);
     else this.#wake();
     this.#syncReading();
+  }
+
+  /** Fills the route cache for Host value `raw`. */
+  #routeFor(raw: string): void {
+    const ctx = this.#ctx;
+    let host = ctx.hostCache.get(raw);
+    if (host === undefined) {
+      host = normalizeHost(raw);
+      if (ctx.hostCache.size >= HOST_CACHE_LIMIT) ctx.hostCache.clear();
+      ctx.hostCache.set(raw, host);
+    }
+    this.#rcRaw = raw;
+    this.#rcVersion = ctx.table.version;
+    this.#rcHost = host;
+    this.#rcRoute = host === null ? undefined : ctx.table.get(host);
+    this.#rcTail = `X-Forwarded-For: ${this.#remote}${this.#xfTail}${raw}\r\n`;
   }
 
   /** The head sent upstream: hop-by-hop and client-set X-Forwarded-* lines dropped, ours added. */
@@ -316,7 +346,7 @@ export class ClientConn implements UpstreamOwner {
       from = drop[i + 1]!;
     }
     s += h.slice(from, h.length - 2);
-    s += `X-Forwarded-For: ${rh.xff === null ? this.#remote : `${rh.xff}, ${this.#remote}`}${this.#xfTail}${rh.absoluteHost ?? rh.host}\r\n`;
+    s += rh.xff === null ? this.#rcTail : `X-Forwarded-For: ${rh.xff}, ${this.#remote}${this.#xfTail}${this.#rcRaw}\r\n`;
     if (this.#upgrade) s += `Connection: upgrade\r\nUpgrade: ${rh.upgrade}\r\n`;
     return `${s}\r\n`;
   }
@@ -415,13 +445,12 @@ export class ClientConn implements UpstreamOwner {
 
   // ---- request forwarding ---------------------------------------------------
 
-  #attach(up: HostPort, fresh = false): void {
+  #attach(up: HostPort, fresh = false, now = performance.now()): void {
     this.#resState = R_HEAD;
     this.#rbuf = null;
     this.#gotResponse = false;
     this.#upBlocked = false;
     this.#upstreamPaused = false;
-    const now = performance.now();
     this.#attachedAt = now;
     const c = this.#ctx.pool.acquire(this.#instance!, up, this, now, fresh ? -1 : this.#retryable ? Infinity : SAFE_REUSE_MS);
     this.#upstream = c;
@@ -690,9 +719,11 @@ export class ClientConn implements UpstreamOwner {
 
   // ---- ends of exchanges ----------------------------------------------------
 
-  #record(): void {
+  /** Counts and logs the exchange; returns the time it ended. */
+  #record(): number {
     const ctx = this.#ctx;
-    const ms = performance.now() - this.#startAt;
+    const now = performance.now();
+    const ms = now - this.#startAt;
     ctx.metrics.request(this.#routeHost, this.#status, ms / 1000);
     if (ctx.logger !== null) {
       ctx.logger.info({
@@ -706,36 +737,35 @@ export class ClientConn implements UpstreamOwner {
         tls: this.#tls,
       });
     }
+    return now;
   }
 
   #release(): void {
-    const inst = this.#instance;
-    if (inst === null) return;
     this.#instance = null;
-    const active = this.#ctx.active;
-    const n = (active.get(inst) ?? 1) - 1;
-    if (n <= 0) active.delete(inst);
-    else active.set(inst, n);
+    const a = this.#activeRef;
+    if (a === null) return;
+    this.#activeRef = null;
+    a.n--;
   }
 
   /** Request and response both complete. */
   #finish(): void {
     const c = this.#upstream;
     this.#upstream = null;
-    this.#record();
+    const now = this.#record();
     this.#release();
     this.#served++;
     if (c !== null) {
       if (this.#upstreamPaused) c.socket.resume();
       c.owner = null;
-      if (this.#reusable) this.#ctx.pool.release(c, performance.now());
+      if (this.#reusable) this.#ctx.pool.release(c, now);
       else c.socket.destroy();
     }
     this.#upstreamPaused = false;
     this.#upBlocked = false;
     if (this.#closeAfter || this.#clientEnded) return this.#closeClient();
     this.#phase = P_HEAD;
-    this.#idleSince = performance.now();
+    this.#idleSince = now;
     this.#drive();
   }
 

@@ -93,6 +93,8 @@ export function createGate(opts: GateOptions): Gate {
     const now = performance.now();
     for (const c of ctx.conns) c.checkTimeouts(now);
     pool.sweep(now);
+    // Counts at 0 are kept between requests; only instances nobody is using leave the map.
+    for (const [hostname, a] of ctx.active) if (a.n <= 0) ctx.active.delete(hostname);
   }, tick);
   sweeper.unref();
 
@@ -141,7 +143,7 @@ export function createGate(opts: GateOptions): Gate {
       await Promise.all(closed);
     },
     activeCount(hostname) {
-      return ctx.active.get(hostname) ?? 0;
+      return ctx.active.get(hostname)?.n ?? 0;
     },
     metrics() {
       return metrics.render();
