@@ -1,14 +1,15 @@
 import { mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import pino from 'pino';
+import { standinVm } from './standin-vm.ts';
 import { loadConfig, type ConfigInput } from '../../src/core/config.ts';
 import { startCloud, type Cloud, type CloudOptions } from '../../src/server.ts';
 import { zipFrom } from './archives.ts';
 
-export const STANDIN_VM = resolve('test/fixtures/pharo-vm-standin');
+export const STANDIN_VM = standinVm();
 
 let seq = 0;
 

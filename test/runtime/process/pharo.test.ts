@@ -1,14 +1,14 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import type { LaunchSpec } from '../../../src/runtime/driver.ts';
 import { ProcessDriver } from '../../../src/runtime/process/process-driver.ts';
 import { waitReady } from '../../../src/runtime/ready.ts';
 import { httpGet, makeDir, netnsSkip, pidsWithArg, readLog, removeDir, waitFor } from './helpers.ts';
+import { standinVm } from '../../helpers/standin-vm.ts';
 
-const STANDIN = fileURLToPath(new URL('../../fixtures/pharo-vm-standin', import.meta.url));
+const STANDIN = standinVm();
 const skip = netnsSkip();
 const PSK_HEX = '00112233445566778899aabbccddeeff';
 let image = '';

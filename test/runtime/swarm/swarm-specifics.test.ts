@@ -5,7 +5,6 @@ import { request } from 'node:http';
 import { connect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
 import type { HostPort } from '../../../src/core/config.ts';
 import type { ExitInfo, LaunchSpec } from '../../../src/runtime/driver.ts';
@@ -14,11 +13,12 @@ import { SwarmDriver } from '../../../src/runtime/swarm/swarm-driver.ts';
 import { DEFAULT_DOCKER_SOCKET, dockerUnavailableReason } from '../../../src/runtime/swarm/docker-api.ts';
 import { DOCKER_LOG_BYTES, OWNER_LABEL } from '../../../src/runtime/swarm/service-spec.ts';
 import { LAYOUT_LABEL, ensureBaseImage, hostLayout } from '../../../src/runtime/swarm/base-image.ts';
+import { standinVm } from '../../helpers/standin-vm.ts';
 
 // Own prefix: recover() removes every service and container labelled with it.
 const PREFIX = 'tsx';
 const skip = (await dockerUnavailableReason()) ?? false;
-const STANDIN = fileURLToPath(new URL('../../fixtures/pharo-vm-standin', import.meta.url));
+const STANDIN = standinVm();
 const PSK_HEX = '00112233445566778899aabbccddeeff';
 const docker = new Docker({ socketPath: DEFAULT_DOCKER_SOCKET });
 let dir = '';
