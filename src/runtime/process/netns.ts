@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { EphError } from '../../core/errors.ts';
 import type { AddressBlock } from './address-pool.ts';
 import { procStat, signalEach, untilGone } from './process-group.ts';
@@ -12,6 +13,9 @@ export interface NamespaceNames {
   /** Host end of the veth pair (interface names are limited to 15 bytes). */
   hostVeth: string;
 }
+
+/** Where iproute2 keeps named namespaces. */
+const NETNS_DIR = '/run/netns';
 
 const INSTANCE_LABEL = /^eph-([0-9a-f]{8})(?:\.|$)/;
 
@@ -25,14 +29,24 @@ export function namesFor(hostname: string, prefix: string): NamespaceNames {
   return { ns: `${prefix}-${hex}`, hostVeth: `v${prefix}${hex}` };
 }
 
-/** Matches the namespace names `namesFor` produces for `prefix`. */
-export function namespacePattern(prefix: string): RegExp {
-  return new RegExp(`^${prefix}-[0-9a-f]{8}$`);
+/**
+ * Names for a spare namespace, made before any instance needs it: `w` and 7
+ * random hex digits (`eph-w3f09a1c`), which no hostname-derived name has
+ * (those are all hex), within the 15 bytes of an interface name.
+ */
+export function spareNamesFor(prefix: string): NamespaceNames {
+  const id = `w${randomBytes(4).toString('hex').slice(0, 7)}`;
+  return { ns: `${prefix}-${id}`, hostVeth: `v${prefix}${id}` };
 }
 
-/** Matches the host veth names `namesFor` produces for `prefix`. */
+/** Matches the namespace names `namesFor` and `spareNamesFor` produce for `prefix`. */
+export function namespacePattern(prefix: string): RegExp {
+  return new RegExp(`^${prefix}-(?:[0-9a-f]{8}|w[0-9a-f]{7})$`);
+}
+
+/** Matches the host veth names `namesFor` and `spareNamesFor` produce for `prefix`. */
 export function vethPattern(prefix: string): RegExp {
-  return new RegExp(`^v${prefix}[0-9a-f]{8}$`);
+  return new RegExp(`^v${prefix}(?:[0-9a-f]{8}|w[0-9a-f]{7})$`);
 }
 
 /** Runs `ip ARGS` (optionally feeding a -batch script on stdin) and returns its stdout. */
@@ -83,13 +97,46 @@ export async function deleteNamespace(names: NamespaceNames): Promise<void> {
   if (linkExists(names.hostVeth)) await ip(['link', 'delete', names.hostVeth]).catch(() => undefined);
 }
 
-// Where iproute2 keeps named namespaces and the kernel lists interfaces:
-// checking them spares an `ip` run that would fail in the common case.
-function namespaceExists(ns: string): boolean {
-  return existsSync(`/run/netns/${ns}`);
+/**
+ * Gives the namespace `ns` a second name `alias` (what `ip netns add` does:
+ * a bind mount under /run/netns), replacing a leftover of that name, so that
+ * an instance running in a spare namespace is still found under the name
+ * derived from its hostname. `ip netns delete ALIAS` removes the name only.
+ */
+export async function aliasNamespace(ns: string, alias: string): Promise<void> {
+  if (namespaceExists(alias)) await ip(['netns', 'delete', alias]).catch(() => undefined);
+  await writeFile(`${NETNS_DIR}/${alias}`, '', { flag: 'wx', mode: 0o444 });
+  try {
+    await run('mount', ['--bind', `${NETNS_DIR}/${ns}`, `${NETNS_DIR}/${alias}`]);
+  } catch (e) {
+    await ip(['netns', 'delete', alias]).catch(() => undefined);
+    throw e;
+  }
 }
 
-function linkExists(name: string): boolean {
+/** Removes the name `alias` given by {@link aliasNamespace}; never throws. */
+export async function deleteAlias(alias: string): Promise<void> {
+  if (namespaceExists(alias)) await ip(['netns', 'delete', alias]).catch(() => undefined);
+}
+
+function run(cmd: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { timeout: 10_000 }, (err, _stdout, stderr) => {
+      if (err) reject(new EphError('START_FAILED', `${cmd} ${args.join(' ')}: ${stderr.trim() || err.message}`, { cause: err }));
+      else resolve();
+    });
+  });
+}
+
+// Where iproute2 keeps named namespaces and the kernel lists interfaces:
+// checking them spares an `ip` run that would fail in the common case.
+/** Whether a namespace of that name exists (no `ip` run). */
+export function namespaceExists(ns: string): boolean {
+  return existsSync(`${NETNS_DIR}/${ns}`);
+}
+
+/** Whether an interface of that name exists in the host namespace (no `ip` run). */
+export function linkExists(name: string): boolean {
   return existsSync(`/sys/class/net/${name}`);
 }
 

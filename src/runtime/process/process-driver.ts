@@ -13,7 +13,9 @@ import { findExecutable, findFirstExecutable, realpathOr } from './executables.t
 import { freeLoopbackPort } from './free-port.ts';
 import { BoundedLog } from './log-file.ts';
 import {
+  aliasNamespace,
   createNamespace,
+  deleteAlias,
   deleteNamespace,
   hostAddresses,
   killNamespacePids,
@@ -26,6 +28,7 @@ import {
 import type { NamespaceNames } from './netns.ts';
 import { groupMembers, procStat, signalEach, signalGroup, termTargets, untilGone } from './process-group.ts';
 import { sandboxArgv, unreachableBySandbox } from './sandbox.ts';
+import { SpareNamespaces } from './spare-namespaces.ts';
 import { STUNNEL_NAMES, instanceStunnelConfig, withStunnel } from './stunnel.ts';
 
 /** Options of {@link ProcessDriver}. */
@@ -47,6 +50,12 @@ export interface ProcessDriverOptions {
   prefix?: string;
   /** Time between SIGTERM and SIGKILL on stop (default 3000 ms). */
   stopGraceMs?: number;
+  /**
+   * Network namespaces kept ready in netns mode (default 2; 0: every start
+   * creates its own). They fill after recover() and after each start that
+   * takes one; close() deletes them.
+   */
+  warmNamespaces?: number;
 }
 
 /** The port every app listens on inside its own namespace, as in the original cloud. */
@@ -55,12 +64,20 @@ export const APP_PORT = 8080;
 /** Where the sandbox sees the instance's copy of stunnel.conf. */
 const SANDBOX_STUNNEL_CONF = '/run/eph/stunnel.conf';
 
+/** Delay from a start to the refill of spare namespaces: the app being woken has the CPU first. */
+const REFILL_DELAY_MS = 100;
+
 /** How long to wait for stdout/stderr to close after the process exited. */
 const PIPE_CLOSE_GRACE_MS = 2000;
 
 interface Instance {
   hostname: string;
+  /** Names derived from the hostname: state files, and the namespace (or its alias). */
   names: NamespaceNames;
+  /** The namespace the instance runs in: `names`, or a spare with its own names. */
+  netns: NamespaceNames | null;
+  /** Setting up `names.ns` as a second name of a spare namespace; resolves true once done. */
+  aliasing: Promise<boolean> | null;
   block: AddressBlock | null;
   port: number | null;
   child: ChildProcess | null;
@@ -113,6 +130,7 @@ export class ProcessDriver implements Driver {
   readonly #prefix: string;
   readonly #graceMs: number;
   readonly #pool: AddressPool;
+  readonly #spares: SpareNamespaces;
   readonly #instances = new Map<string, Instance>();
   readonly #listeners: ((hostname: string, info: ExitInfo) => void)[] = [];
 
@@ -125,6 +143,16 @@ export class ProcessDriver implements Driver {
     this.#graceMs = opts.stopGraceMs ?? 3000;
     this.#pool = new AddressPool(opts.subnet ?? '10.213.0.0/16');
     const wanted = opts.isolation ?? 'auto';
+    let spareError = '';
+    // Spares are created in the background: a failure surfaces in the log of the next start instead.
+    const onSpareError = (e: unknown): void => {
+      spareError = errorText(e);
+    };
+    this.#takeSpareError = (): string => {
+      const e = spareError;
+      spareError = '';
+      return e;
+    };
     const missing = wanted === 'port' ? null : netnsUnavailableReason();
     if (wanted === 'port') {
       this.mode = 'port';
@@ -138,6 +166,19 @@ export class ProcessDriver implements Driver {
       this.mode = 'port';
       this.isolation = `port per instance on 127.0.0.1, no sandbox: ${missing}`;
     }
+    this.#spares = new SpareNamespaces({
+      size: this.mode === 'netns' ? (opts.warmNamespaces ?? 2) : 0,
+      prefix: this.#prefix,
+      addresses: this.#pool,
+      onError: onSpareError,
+    });
+  }
+
+  readonly #takeSpareError: () => string;
+
+  /** Network namespaces ready for the next starts (netns mode). */
+  get warmNamespaces(): number {
+    return this.#spares.ready;
   }
 
   start(spec: LaunchSpec): Promise<HostPort> {
@@ -150,6 +191,8 @@ export class ProcessDriver implements Driver {
     const inst: Instance = {
       hostname: spec.hostname,
       names: namesFor(spec.hostname, this.#prefix),
+      netns: null,
+      aliasing: null,
       block: null,
       port: null,
       child: null,
@@ -205,8 +248,13 @@ export class ProcessDriver implements Driver {
    * prefix, killing whatever still runs in them.
    */
   async recover(): Promise<void> {
+    // Spares are deleted with the rest of the prefix, and made anew afterwards.
+    await this.#spares.without(() => this.#sweep());
+  }
+
+  async #sweep(): Promise<void> {
     await mkdir(this.#stateDir, { recursive: true });
-    const live = new Set([...this.#instances.values()].map((i) => i.names.ns));
+    const live = new Set([...this.#instances.values()].flatMap((i) => [i.names.ns, ...(i.netns ? [i.netns.ns] : [])]));
     for (const entry of await readdir(this.#stateDir)) {
       const ns = entry.replace(/\.json$/, '');
       if (!namespacePattern(this.#prefix).test(ns) || live.has(ns)) continue;
@@ -224,7 +272,7 @@ export class ProcessDriver implements Driver {
       await killNamespacePids(ns);
       await deleteNamespace({ ns, hostVeth: `v${ns.replace('-', '')}` });
     }
-    const liveVeths = new Set([...this.#instances.values()].map((i) => i.names.hostVeth));
+    const liveVeths = new Set([...this.#instances.values()].flatMap((i) => [i.names.hostVeth, ...(i.netns ? [i.netns.hostVeth] : [])]));
     const vPattern = vethPattern(this.#prefix);
     for (const veth of await listVeths()) {
       if (vPattern.test(veth) && !liveVeths.has(veth)) {
@@ -235,6 +283,7 @@ export class ProcessDriver implements Driver {
 
   async close(): Promise<void> {
     await Promise.all([...this.#instances.keys()].map((h) => this.stop(h)));
+    await this.#spares.close();
   }
 
   async #launch(inst: Instance, spec: LaunchSpec): Promise<HostPort> {
@@ -265,6 +314,7 @@ export class ProcessDriver implements Driver {
 
     let upstream: HostPort;
     let spawnArgv: string[];
+    let aliasError = '';
     let cwd: string;
     const extraFds: number[] = [];
     if (this.mode === 'netns') {
@@ -276,8 +326,23 @@ export class ProcessDriver implements Driver {
         }
       }
       if (sandboxNode) readOnly.push(nodeDir);
-      inst.block = this.#pool.allocate(await hostAddresses());
-      await createNamespace(inst.names, inst.block);
+      const spare = this.#spares.take();
+      if (spare) {
+        inst.block = spare.block;
+        inst.netns = spare.names;
+        // Runs while the app starts; awaited before start() answers.
+        inst.aliasing = aliasNamespace(spare.names.ns, inst.names.ns).then(
+          () => true,
+          (e: unknown) => {
+            aliasError = errorText(e);
+            return false;
+          },
+        );
+      } else {
+        inst.block = this.#pool.allocate(await hostAddresses());
+        await createNamespace(inst.names, inst.block);
+        inst.netns = inst.names;
+      }
       env.PORT = String(APP_PORT);
       env.EPH_HOST_ADDR = inst.block.hostIp;
       upstream = { host: inst.block.nsIp, port: APP_PORT };
@@ -287,7 +352,7 @@ export class ProcessDriver implements Driver {
         files.push({ fd: 3, dest: SANDBOX_STUNNEL_CONF });
       }
       const label = spec.hostname.split('.')[0]!.slice(0, 63);
-      spawnArgv = ['ip', 'netns', 'exec', inst.names.ns, ...sandboxArgv({ readOnly, files, cwd: cmd.cwd, hostname: label, argv })];
+      spawnArgv = ['ip', 'netns', 'exec', inst.netns.ns, ...sandboxArgv({ readOnly, files, cwd: cmd.cwd, hostname: label, argv })];
       cwd = '/';
     } else {
       await mkdir(env.HOME!, { recursive: true });
@@ -299,6 +364,8 @@ export class ProcessDriver implements Driver {
     }
 
     inst.log = await BoundedLog.open(spec.logFile, spec.maxLogBytes);
+    const spareError = this.#takeSpareError();
+    if (spareError) inst.log.note(`could not prepare a spare namespace (created this one on start): ${spareError}`);
     inst.log.note(`starting ${describeIsolation(this.mode, inst)}${stunnelConf ? ' with stunnel' : ''}: ${cmd.argv.join(' ')}`);
     const child = spawn(spawnArgv[0]!, spawnArgv.slice(1), {
       cwd,
@@ -326,7 +393,7 @@ export class ProcessDriver implements Driver {
       inst.ended = true;
       // Whatever the app left behind in its group or namespace goes with it.
       signalGroup(pid, 'SIGKILL');
-      if (this.mode === 'netns') void killNamespacePids(inst.names.ns);
+      if (inst.netns) void killNamespacePids(inst.netns.ns);
       // A daemon that escaped the group may still hold the pipes open.
       setTimeout(() => {
         child.stdout?.destroy();
@@ -339,6 +406,8 @@ export class ProcessDriver implements Driver {
     const record: PidRecord = { hostname: spec.hostname, pid, startTime: procStat(pid)?.startTime ?? 0 };
     // Only recover() after a crash reads it; failing to write it must not fail a running start.
     await writeFile(join(this.#stateDir, `${inst.names.ns}.json`), JSON.stringify(record)).catch(() => undefined);
+    if (inst.aliasing && !(await inst.aliasing)) log.note(`namespace ${inst.netns?.ns} has no second name ${inst.names.ns}: ${aliasError}`);
+    this.#spares.fill(REFILL_DELAY_MS);
     return upstream;
   }
 
@@ -356,7 +425,7 @@ export class ProcessDriver implements Driver {
   #kill(inst: Instance): void {
     const pid = inst.child?.pid;
     if (pid !== undefined) signalGroup(pid, 'SIGKILL');
-    if (this.mode === 'netns') void killNamespacePids(inst.names.ns);
+    if (inst.netns) void killNamespacePids(inst.netns.ns);
   }
 
   async #finish(inst: Instance, exit: { code: number | null; signal: NodeJS.Signals | null }): Promise<void> {
@@ -387,10 +456,16 @@ export class ProcessDriver implements Driver {
       await untilGone(() => groupMembers(pid));
     }
     if (inst.block) {
-      await killNamespacePids(inst.names.ns);
-      await deleteNamespace(inst.names);
+      // Never handed on to another instance: processes of this one may linger in it.
+      const netns = inst.netns ?? inst.names;
+      if (inst.aliasing && (await inst.aliasing)) await deleteAlias(inst.names.ns);
+      await killNamespacePids(netns.ns);
+      await deleteNamespace(netns);
       this.#pool.release(inst.block);
       inst.block = null;
+      inst.netns = null;
+      // A refill that failed for want of addresses may succeed now.
+      this.#spares.fill();
     }
     inst.port = null;
     await rm(join(this.#stateDir, inst.names.ns), { recursive: true, force: true }).catch(() => undefined);
@@ -420,7 +495,7 @@ export function netnsUnavailableReason(): string | null {
 
 function describeIsolation(mode: 'netns' | 'port', inst: Instance): string {
   return mode === 'netns' && inst.block
-    ? `in namespace ${inst.names.ns} at ${inst.block.nsIp}:${APP_PORT}`
+    ? `in namespace ${inst.netns?.ns ?? inst.names.ns}${inst.netns && inst.netns.ns !== inst.names.ns ? ` (ready in advance, also named ${inst.names.ns})` : ''} at ${inst.block.nsIp}:${APP_PORT}`
     : `on 127.0.0.1:${inst.port}`;
 }
 

@@ -66,4 +66,5 @@ test('an app that ignores SIGTERM in its sandbox is killed after the grace perio
   assert.match(await readLog(log), /ignoring TERM\n[^]*\(stop requested\)\n$/);
   assert.deepEqual(await pidsWithArg('123462'), []);
   assert.ok(!(await listNamespaces()).includes('teq-b2000003'));
+  await quick.close();
 });

@@ -69,7 +69,7 @@ test('pharo (namespace, stand-in VM): the VM runs sandboxed on 8080 in its names
     await waitReady(up, 5000);
     assert.equal((await httpGet(up)).body, 'pharo-standin: app.image startup.st=seen\n');
   } finally {
-    await driver.stop('eph-d4000002.t');
+    await driver.close();
   }
 });
 
@@ -99,7 +99,7 @@ test('stunnel.conf beside the image: stunnel runs inside the instance with the f
     assert.match(body, /^HTTP\/1\.[01] 200[^]*pharo-standin: app\.image startup\.st=absent\n$/);
     assert.equal((await pidsWithArg('/run/eph/stunnel.conf', /stunnel4?$/)).length, 1);
   } finally {
-    await driver.stop(h);
+    await driver.close();
   }
   await waitFor('stunnel to be gone', async () => (await pidsWithArg('/run/eph/stunnel.conf', /stunnel4?$/)).length === 0, 2000);
 });

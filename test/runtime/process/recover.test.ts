@@ -50,6 +50,7 @@ test('recover() kills processes left in namespaces of a crashed run, deletes tho
 
   const driver = new ProcessDriver({ stateDir, prefix: 'trc', subnet: '10.214.3.0/24', isolation: 'netns' });
   await driver.recover();
+  await driver.close();
 
   assert.deepEqual(await pidsWithArg('123459'), []);
   await waitFor('the recorded orphan to die', () => procStat(orphan) === null);
@@ -70,7 +71,9 @@ test('recover() leaves a process alone when its pid now belongs to someone else'
   await mkdir(stateDir, { recursive: true });
   // Same pid, different start time: the recorded process is long gone.
   await writeFile(join(stateDir, 'trc-00c0ffee.json'), JSON.stringify({ hostname: 'eph-00c0ffee.x', pid: bystander, startTime: 1 }));
-  await new ProcessDriver({ stateDir, prefix: 'trc', subnet: '10.214.3.0/24', isolation: 'netns' }).recover();
+  const driver = new ProcessDriver({ stateDir, prefix: 'trc', subnet: '10.214.3.0/24', isolation: 'netns' });
+  await driver.recover();
+  await driver.close();
   assert.notEqual(procStat(bystander), null);
   process.kill(bystander, 'SIGKILL');
 });

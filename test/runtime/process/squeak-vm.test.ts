@@ -58,4 +58,5 @@ test('a real Smalltalk VM (squeakvm + Scratch.image) starts in a sandboxed names
   assert.deepEqual(await pidsWithArg(image), [], 'no process of the instance is left');
   assert.ok(!(await listNamespaces()).includes('tsq-e5000001'));
   assert.match(await readLog(join(dir, `${h}.log`)), /\(stop requested\)\n$/);
+  await driver.close();
 });
