@@ -106,6 +106,10 @@ interface PidRecord {
  * and runs as uid/gid 65534 in a bubblewrap sandbox (read-only system dirs and
  * image dir, private /tmp, own pid namespace), listening on 8080 at the
  * namespace address. Otherwise each instance gets a free loopback port in PORT.
+ * A few namespaces (`eph-wxxxxxxx`, option `warmNamespaces`) are kept ready so
+ * that a wake does not wait for their creation; an instance started in one
+ * finds it also under `eph-xxxxxxxx`, and it is deleted, never reused, when
+ * the instance ends.
  *
  * Apps must listen on all addresses (0.0.0.0), not 127.0.0.1: the host reaches
  * them through the veth. Inside a namespace, EPH_HOST_ADDR holds the host's
