@@ -13,6 +13,7 @@ import { loadConfig } from '../../src/core/config.ts';
 import type { Instance, User } from '../../src/core/types.ts';
 import { startCloud, type Cloud } from '../../src/server.ts';
 import { buildZip } from '../../examples/make-archives.ts';
+import { driverIsolation } from '../helpers/driver-isolation.ts';
 
 export interface CloudFixture {
   cloud: Cloud;
@@ -29,7 +30,6 @@ export interface CloudFixture {
   viaGate(host: string, path?: string): Promise<{ status: number; body: string }>;
 }
 
-let seq = 0;
 
 /** Starts the cloud; `cleanup` receives what must run when the tests are done. */
 export async function startCloudFixture(cleanup: (fn: () => Promise<void>) => void, opts: { maxArchive?: string } = {}): Promise<CloudFixture> {
@@ -38,10 +38,9 @@ export async function startCloudFixture(cleanup: (fn: () => Promise<void>) => vo
   await chmod(dir, 0o755);
   // Its own namespace prefix and subnet: test files run side by side, and a
   // cloud's start-up recovery removes namespaces of its prefix it does not know.
-  const n = (process.pid * 7 + seq++) % 2560;
   const cloud = await startCloud(
     loadConfig({ data: join(dir, 'data'), api: '127.0.0.1:0', gate: '127.0.0.1:0', idleTimeout: '30m', wakeTimeout: '20s', logLevel: 'warn', ...opts }, {}),
-    { driverOptions: { prefix: `c${n.toString(36)}`, subnet: `10.${240 + Math.floor(n / 256)}.${n % 256}.0/24` } },
+    { driverOptions: driverIsolation('c') },
   );
   cleanup(async () => {
     await cloud.close();

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { buildZip } from '../helpers/archives.ts';
+import { driverIsolation } from '../helpers/driver-isolation.ts';
 import { STANDIN_VM, until } from '../helpers/cloud.ts';
 import { netnsUnavailableReason } from '../../src/runtime/process/process-driver.ts';
 
@@ -17,10 +18,11 @@ import { netnsUnavailableReason } from '../../src/runtime/process/process-driver
  * or half-written uploads) and wakes them again on request. A clean restart
  * (SIGTERM) keeps users, instances and aliases.
  *
- * `eph serve` uses the default namespace prefix `eph`: its start-up recovery
- * removes every `eph-*` namespace, so do not run this file next to a real
- * cloud on the same machine (test clouds use other prefixes).
+ * The server gets a namespace prefix and subnet of this process's own
+ * (EPH_NETNS_PREFIX, EPH_SUBNET): its start-up recovery removes every
+ * namespace of its prefix, and must not touch a real cloud's or another test's.
  */
+const ISOLATION = driverIsolation('k');
 const root = mkdtempSync(join(tmpdir(), 'eph-restart-'));
 chmodSync(root, 0o755);
 const data = join(root, 'data');
@@ -61,7 +63,7 @@ async function serve(apiPort: number, gatePort: number): Promise<Server> {
   const child = spawn(
     process.execPath,
     ['bin/eph.js', 'serve', '--data', data, '--api', `127.0.0.1:${apiPort}`, '--gate', `127.0.0.1:${gatePort}`, '--domain', 'eph.test', '--idle-timeout', '30m', '--json'],
-    { env: { ...process.env, EPH_PHARO_VM: STANDIN_VM }, stdio: ['ignore', 'pipe', 'pipe'] },
+    { env: { ...process.env, EPH_PHARO_VM: STANDIN_VM, EPH_NETNS_PREFIX: ISOLATION.prefix, EPH_SUBNET: ISOLATION.subnet }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   children.add(child);
   let err = '';
@@ -104,7 +106,7 @@ async function visit(s: Server, host: string) {
   return { status: r.statusCode, body: await r.body.text() };
 }
 
-const nsOf = (hostname: string) => `eph-${hostname.slice(4, 12)}`;
+const nsOf = (hostname: string) => `${ISOLATION.prefix}-${hostname.slice(4, 12)}`;
 const namespaces = () => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').map((l) => l.split(' ')[0]!).filter(Boolean);
 const pidsIn = (ns: string): number[] => {
   try {

@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import { request } from 'undici';
 import pino from 'pino';
 import { standinVm } from './standin-vm.ts';
+import { driverIsolation } from './driver-isolation.ts';
 import { loadConfig, type ConfigInput } from '../../src/core/config.ts';
 import { startCloud, type Cloud, type CloudOptions } from '../../src/server.ts';
 import { zipFrom } from './archives.ts';
@@ -56,7 +57,7 @@ export async function startTestCloud(
   flags: ConfigInput = {},
   opts: CloudOptions & { dataDir?: string; keepData?: boolean; env?: NodeJS.ProcessEnv } = {},
 ): Promise<TestCloud> {
-  const n = (process.pid % 200) * 10 + (seq++ % 10);
+  seq++;
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'eph-e2e-'));
   // The sandboxed apps run as nobody: the image store must be traversable.
   chmodSync(dataDir, 0o755);
@@ -66,8 +67,7 @@ export async function startTestCloud(
   );
   const cloud = await startCloud(config, {
     logger: pino({ level: process.env.EPH_TEST_LOG ?? 'silent' }),
-    // 'e0' + base 36 never equals 'eph', the prefix of a real `eph serve` (whose recovery would remove our namespaces).
-    driverOptions: { prefix: `e0${n.toString(36)}`, subnet: `10.${215 + Math.floor(n / 256) % 20}.${n % 256}.0/24` },
+    driverOptions: driverIsolation('e'),
     ...opts,
   });
   const { user, token } = await cloud.users.add(`alice${seq}`, 'standard');
