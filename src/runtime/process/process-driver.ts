@@ -6,6 +6,8 @@ import { dirname, join } from 'node:path';
 import { EphError } from '../../core/errors.ts';
 import type { HostPort } from '../../core/config.ts';
 import type { Driver, ExitInfo, LaunchSpec } from '../driver.ts';
+import { InstanceTable, errorText } from '../instance-lifecycle.ts';
+import type { InstanceState } from '../instance-lifecycle.ts';
 import { AddressPool } from './address-pool.ts';
 import type { AddressBlock } from './address-pool.ts';
 import { buildCommand } from './command.ts';
@@ -70,8 +72,7 @@ const REFILL_DELAY_MS = 100;
 /** How long to wait for stdout/stderr to close after the process exited. */
 const PIPE_CLOSE_GRACE_MS = 2000;
 
-interface Instance {
-  hostname: string;
+interface Instance extends InstanceState {
   /** Names derived from the hostname: state files, and the namespace (or its alias). */
   names: NamespaceNames;
   /** The namespace the instance runs in: `names`, or a spare with its own names. */
@@ -81,13 +82,6 @@ interface Instance {
   block: AddressBlock | null;
   port: number | null;
   child: ChildProcess | null;
-  log: BoundedLog | null;
-  requested: boolean;
-  /** The process has exited; clean-up may still be running. */
-  ended: boolean;
-  started: Promise<HostPort>;
-  exited: Promise<void>;
-  markExited: () => void;
   killTimer: NodeJS.Timeout | null;
 }
 
@@ -135,8 +129,7 @@ export class ProcessDriver implements Driver {
   readonly #graceMs: number;
   readonly #pool: AddressPool;
   readonly #spares: SpareNamespaces;
-  readonly #instances = new Map<string, Instance>();
-  readonly #listeners: ((hostname: string, info: ExitInfo) => void)[] = [];
+  readonly #instances = new InstanceTable<Instance>();
 
   constructor(opts: ProcessDriverOptions) {
     this.#stateDir = opts.stateDir;
@@ -186,50 +179,26 @@ export class ProcessDriver implements Driver {
   }
 
   start(spec: LaunchSpec): Promise<HostPort> {
-    const existing = this.#instances.get(spec.hostname);
-    // A start while running answers the same upstream; a start while stopping
-    // (or cleaning up after an exit) waits for that to finish, then starts afresh.
-    if (existing) return existing.requested || existing.ended ? existing.exited.then(() => this.start(spec)) : existing.started;
-    let markExited = (): void => undefined;
-    const exited = new Promise<void>((r) => (markExited = r));
-    const inst: Instance = {
-      hostname: spec.hostname,
-      names: namesFor(spec.hostname, this.#prefix),
-      netns: null,
-      aliasing: null,
-      block: null,
-      port: null,
-      child: null,
-      log: null,
-      requested: false,
-      ended: false,
-      started: Promise.resolve({ host: '', port: 0 }),
-      exited,
-      markExited,
-      killTimer: null,
-    };
-    this.#instances.set(spec.hostname, inst);
-    inst.started = this.#launch(inst, spec).catch(async (e: unknown) => {
-      inst.log?.note(`start failed: ${errorText(e)}`);
-      await this.#release(inst);
-      if (this.#instances.get(spec.hostname) === inst) this.#instances.delete(spec.hostname);
-      inst.markExited();
-      throw e instanceof EphError ? e : new EphError('START_FAILED', errorText(e), { cause: e });
+    return this.#instances.start(spec.hostname, {
+      create: (state) => ({
+        ...state,
+        names: namesFor(spec.hostname, this.#prefix),
+        netns: null,
+        aliasing: null,
+        block: null,
+        port: null,
+        child: null,
+        killTimer: null,
+      }),
+      launch: (inst) => this.#launch(inst, spec),
+      releaseFailed: (inst) => this.#release(inst),
     });
-    return inst.started;
   }
 
   async stop(hostname: string): Promise<void> {
-    const inst = this.#instances.get(hostname);
-    if (!inst) return;
-    // Marked at once, so that a start() arriving meanwhile waits for this stop.
-    const first = !inst.requested;
-    inst.requested = true;
-    try {
-      await inst.started;
-    } catch {
-      return; // a failed start has cleaned up after itself
-    }
+    const stopping = await this.#instances.requestStop(hostname);
+    if (!stopping) return;
+    const { inst, first } = stopping;
     if (first) {
       this.#terminate(inst);
       inst.killTimer = setTimeout(() => this.#kill(inst), this.#graceMs);
@@ -238,12 +207,11 @@ export class ProcessDriver implements Driver {
   }
 
   isRunning(hostname: string): boolean {
-    const inst = this.#instances.get(hostname);
-    return inst !== undefined && !inst.ended;
+    return this.#instances.isRunning(hostname);
   }
 
   onExit(listener: (hostname: string, info: ExitInfo) => void): void {
-    this.#listeners.push(listener);
+    this.#instances.onExit(listener);
   }
 
   /**
@@ -286,7 +254,7 @@ export class ProcessDriver implements Driver {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.#instances.keys()].map((h) => this.stop(h)));
+    await Promise.all(this.#instances.hostnames().map((h) => this.stop(h)));
     await this.#spares.close();
   }
 
@@ -438,16 +406,7 @@ export class ProcessDriver implements Driver {
     inst.log?.note(`${how}${inst.requested ? ' (stop requested)' : ''}`);
     await inst.log?.close().catch(() => undefined);
     await this.#release(inst);
-    if (this.#instances.get(inst.hostname) === inst) this.#instances.delete(inst.hostname);
-    inst.markExited();
-    const info: ExitInfo = { code: exit.code, signal: exit.signal, requested: inst.requested };
-    for (const listener of this.#listeners) {
-      try {
-        listener(inst.hostname, info);
-      } catch {
-        // a listener's failure is its own; the others still hear about the exit
-      }
-    }
+    this.#instances.reportExit(inst, exit);
   }
 
   /** Frees the namespace, address block, port and state files of an instance; never throws. */
@@ -512,8 +471,4 @@ async function readPidRecord(path: string): Promise<PidRecord | null> {
   } catch {
     return null;
   }
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

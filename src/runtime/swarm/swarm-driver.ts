@@ -4,6 +4,8 @@ import type Docker from 'dockerode';
 import { EphError } from '../../core/errors.ts';
 import type { HostPort } from '../../core/config.ts';
 import type { Driver, ExitInfo, LaunchSpec } from '../driver.ts';
+import { InstanceTable } from '../instance-lifecycle.ts';
+import type { InstanceState } from '../instance-lifecycle.ts';
 import { buildCommand } from '../process/command.ts';
 import { findFirstExecutable, realpathOr } from '../process/executables.ts';
 import { BoundedLog } from '../process/log-file.ts';
@@ -70,20 +72,13 @@ interface SwarmTask {
   };
 }
 
-interface Instance {
-  hostname: string;
+interface Instance extends InstanceState {
   service: string;
   serviceId: string | null;
   containerId: string | null;
-  log: BoundedLog | null;
   logDone: Promise<void>;
-  requested: boolean;
-  ended: boolean;
   removing: boolean;
   killTimer: NodeJS.Timeout | null;
-  started: Promise<HostPort>;
-  exited: Promise<void>;
-  markExited: () => void;
 }
 
 /** What prepare() found and made: the host layout mirrored by the base image and this swarm node. */
@@ -137,8 +132,7 @@ export class SwarmDriver implements Driver {
   readonly #graceMs: number;
   readonly #limits: { memoryBytes: number; nanoCpus: number; pids: number; tmpfsBytes: number };
   readonly #startTimeoutMs: number;
-  readonly #instances = new Map<string, Instance>();
-  readonly #listeners: ((hostname: string, info: ExitInfo) => void)[] = [];
+  readonly #instances = new InstanceTable<Instance>();
   #prepared: Promise<PreparedDaemon> | null = null;
 
   constructor(opts: SwarmDriverOptions) {
@@ -182,47 +176,28 @@ export class SwarmDriver implements Driver {
   }
 
   start(spec: LaunchSpec): Promise<HostPort> {
-    const existing = this.#instances.get(spec.hostname);
-    if (existing) return existing.requested || existing.ended ? existing.exited.then(() => this.start(spec)) : existing.started;
-    let markExited = (): void => undefined;
-    const exited = new Promise<void>((r) => (markExited = r));
-    const inst: Instance = {
-      hostname: spec.hostname,
-      service: namesFor(spec.hostname, this.#prefix).ns,
-      serviceId: null,
-      containerId: null,
-      log: null,
-      logDone: Promise.resolve(),
-      requested: false,
-      ended: false,
-      removing: false,
-      killTimer: null,
-      started: Promise.resolve({ host: '', port: 0 }),
-      exited,
-      markExited,
-    };
-    this.#instances.set(spec.hostname, inst);
-    inst.started = this.#launch(inst, spec).catch(async (e: unknown) => {
-      inst.log?.note(`start failed: ${errorText(e)}`);
-      await inst.log?.close().catch(() => undefined);
-      await this.#release(inst);
-      if (this.#instances.get(spec.hostname) === inst) this.#instances.delete(spec.hostname);
-      inst.markExited();
-      throw e instanceof EphError ? e : new EphError('START_FAILED', errorText(e), { cause: e });
+    return this.#instances.start(spec.hostname, {
+      create: (state) => ({
+        ...state,
+        service: namesFor(spec.hostname, this.#prefix).ns,
+        serviceId: null,
+        containerId: null,
+        logDone: Promise.resolve(),
+        removing: false,
+        killTimer: null,
+      }),
+      launch: (inst) => this.#launch(inst, spec),
+      releaseFailed: async (inst) => {
+        await inst.log?.close().catch(() => undefined);
+        await this.#release(inst);
+      },
     });
-    return inst.started;
   }
 
   async stop(hostname: string): Promise<void> {
-    const inst = this.#instances.get(hostname);
-    if (!inst) return;
-    const first = !inst.requested;
-    inst.requested = true;
-    try {
-      await inst.started;
-    } catch {
-      return; // a failed start has cleaned up after itself
-    }
+    const stopping = await this.#instances.requestStop(hostname);
+    if (!stopping) return;
+    const { inst, first } = stopping;
     // Signalled directly rather than by removing the service: Swarm waits a
     // fixed 2 s ("gossip converge") before it stops a task on a network other
     // than the default bridge. The container's wait result ends the instance,
@@ -239,12 +214,11 @@ export class SwarmDriver implements Driver {
   }
 
   isRunning(hostname: string): boolean {
-    const inst = this.#instances.get(hostname);
-    return inst !== undefined && !inst.ended;
+    return this.#instances.isRunning(hostname);
   }
 
   onExit(listener: (hostname: string, info: ExitInfo) => void): void {
-    this.#listeners.push(listener);
+    this.#instances.onExit(listener);
   }
 
   /**
@@ -284,7 +258,7 @@ export class SwarmDriver implements Driver {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.#instances.keys()].map((h) => this.stop(h)));
+    await Promise.all(this.#instances.hostnames().map((h) => this.stop(h)));
   }
 
   async #prepare(): Promise<PreparedDaemon> {
@@ -446,16 +420,7 @@ export class SwarmDriver implements Driver {
     inst.log?.note(`exited with code ${code}${inst.requested ? ' (stop requested)' : ''}`);
     await inst.log?.close().catch(() => undefined);
     await this.#release(inst);
-    if (this.#instances.get(inst.hostname) === inst) this.#instances.delete(inst.hostname);
-    inst.markExited();
-    const info: ExitInfo = { code, signal: null, requested: inst.requested };
-    for (const listener of this.#listeners) {
-      try {
-        listener(inst.hostname, info);
-      } catch {
-        // a listener's failure is its own; the others still hear about the exit
-      }
-    }
+    this.#instances.reportExit(inst, { code, signal: null });
   }
 
   /** Removes the service, its container and state directory; never throws. */
@@ -515,8 +480,4 @@ export class SwarmDriver implements Driver {
       await new Promise((r) => setTimeout(r, 50));
     }
   }
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

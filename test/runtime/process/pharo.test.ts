@@ -1,28 +1,22 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect } from 'node:tls';
 import { join } from 'node:path';
 import type { LaunchSpec } from '../../../src/runtime/driver.ts';
 import { ProcessDriver } from '../../../src/runtime/process/process-driver.ts';
 import { waitReady } from '../../../src/runtime/ready.ts';
 import { httpGet, makeDir, netnsSkip, pidsWithArg, readLog, removeDir, waitFor } from './helpers.ts';
 import { standinVm } from '../../helpers/standin-vm.ts';
+import { PSK_PORT, TUNNELLED_PHARO_IMAGE, pskGet } from '../stunnel-psk.ts';
 
 const STANDIN = standinVm();
 const skip = netnsSkip();
-const PSK_HEX = '00112233445566778899aabbccddeeff';
 let image = '';
 let tunnelled = '';
 let state = '';
 
 before(async () => {
   image = await makeDir({ 'app.image': 'not really an image', 'startup.st': "Transcript show: 'hello'.\n" });
-  tunnelled = await makeDir({
-    'app.image': 'not really an image',
-    // The instance copy must override these: a daemonizing stunnel with a pid file cannot run in the sandbox.
-    'stunnel.conf': `foreground = no\npid = /var/run/stunnel.pid\n\n[web]\naccept = 8443\nconnect = 127.0.0.1:8080\nPSKsecrets = psk.txt\n`,
-    'psk.txt': `web1:${PSK_HEX}\n`,
-  });
+  tunnelled = await makeDir(TUNNELLED_PHARO_IMAGE);
   state = await makeDir({});
 });
 
@@ -79,23 +73,9 @@ test('stunnel.conf beside the image: stunnel runs inside the instance with the f
   const up = await driver.start(pharoSpec(h, tunnelled));
   try {
     await waitReady(up, 5000);
-    await waitReady({ host: up.host, port: 8443 }, 5000);
+    await waitReady({ host: up.host, port: PSK_PORT }, 5000);
     // Through stunnel's TLS-PSK endpoint to the app on the instance's own loopback.
-    const body = await new Promise<string>((resolve, reject) => {
-      const s = connect({
-        host: up.host,
-        port: 8443,
-        pskCallback: () => ({ psk: Buffer.from(PSK_HEX, 'hex'), identity: 'web1' }),
-        checkServerIdentity: () => undefined,
-      });
-      let data = '';
-      s.setEncoding('utf8');
-      s.on('secureConnect', () => s.write('GET / HTTP/1.0\r\nHost: x\r\n\r\n'));
-      s.on('data', (d: string) => (data += d));
-      s.on('end', () => resolve(data));
-      s.on('error', reject);
-      s.setTimeout(3000, () => s.destroy(new Error('timeout')));
-    });
+    const body = await pskGet(up.host);
     assert.match(body, /^HTTP\/1\.[01] 200[^]*pharo-standin: app\.image startup\.st=absent\n$/);
     assert.equal((await pidsWithArg('/run/eph/stunnel.conf', /stunnel4?$/)).length, 1);
   } finally {

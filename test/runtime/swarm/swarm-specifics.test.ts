@@ -2,7 +2,6 @@ import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
-import { connect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
@@ -14,12 +13,12 @@ import { DEFAULT_DOCKER_SOCKET, dockerUnavailableReason } from '../../../src/run
 import { DOCKER_LOG_BYTES, OWNER_LABEL } from '../../../src/runtime/swarm/service-spec.ts';
 import { LAYOUT_LABEL, ensureBaseImage, hostLayout } from '../../../src/runtime/swarm/base-image.ts';
 import { standinVm } from '../../helpers/standin-vm.ts';
+import { PSK_PORT, TUNNELLED_PHARO_IMAGE, pskGet } from '../stunnel-psk.ts';
 
 // Own prefix: recover() removes every service and container labelled with it.
 const PREFIX = 'tsx';
 const skip = (await dockerUnavailableReason()) ?? false;
 const STANDIN = standinVm();
-const PSK_HEX = '00112233445566778899aabbccddeeff';
 const docker = new Docker({ socketPath: DEFAULT_DOCKER_SOCKET });
 let dir = '';
 let driver: SwarmDriver;
@@ -148,11 +147,7 @@ test('an app that ignores SIGTERM is killed after the grace period; the log is b
 });
 
 test('Pharo: a missing VM is DEPENDENCY_MISSING; the (stand-in) VM runs `--headless IMAGE --no-quit` with stunnel.conf beside the image served through TLS-PSK', { skip }, async (t) => {
-  const image = await makeDir('pharo', {
-    'app.image': 'not really an image',
-    'stunnel.conf': `foreground = no\npid = /var/run/stunnel.pid\n\n[web]\naccept = 8443\nconnect = 127.0.0.1:8080\nPSKsecrets = psk.txt\n`,
-    'psk.txt': `web1:${PSK_HEX}\n`,
-  });
+  const image = await makeDir('pharo', TUNNELLED_PHARO_IMAGE);
   const pharo = (h: string, vm: string): LaunchSpec => ({ ...spec(h, image, 'app.image'), kind: 'pharo', pharoVm: vm });
   await assert.rejects(driver.start(pharo('eph-e3000004.eph.test', 'no-such-pharo-vm')), { code: 'DEPENDENCY_MISSING' });
 
@@ -160,22 +155,8 @@ test('Pharo: a missing VM is DEPENDENCY_MISSING; the (stand-in) VM runs `--headl
   t.after(() => driver.stop(h));
   const up = await driver.start(pharo(h, STANDIN));
   await waitReady(up, 15_000);
-  await waitReady({ host: up.host, port: 8443 }, 15_000);
-  const body = await new Promise<string>((resolve, reject) => {
-    const s = connect({
-      host: up.host,
-      port: 8443,
-      pskCallback: () => ({ psk: Buffer.from(PSK_HEX, 'hex'), identity: 'web1' }),
-      checkServerIdentity: () => undefined,
-    });
-    let data = '';
-    s.setEncoding('utf8');
-    s.on('secureConnect', () => s.write('GET / HTTP/1.0\r\nHost: x\r\n\r\n'));
-    s.on('data', (d: string) => (data += d));
-    s.on('end', () => resolve(data));
-    s.on('error', reject);
-    s.setTimeout(3000, () => s.destroy(new Error('timeout')));
-  });
+  await waitReady({ host: up.host, port: PSK_PORT }, 15_000);
+  const body = await pskGet(up.host);
   assert.match(body, /^HTTP\/1\.[01] 200[^]*pharo-standin: app\.image startup\.st=absent\n$/);
   assert.match(await logOf(h), /--headless \S+app\.image --no-quit\n/);
 });
