@@ -59,8 +59,10 @@ interface Live {
 export class InstanceService implements GateBackend {
   readonly #o: InstanceServiceOptions;
   readonly #live = new Map<string, Live>();
-  /** Access times not yet written to the store: touch() must stay O(1) on the gate's path. */
-  readonly #access = new Map<string, number>();
+  /** Latest access per instance, in memory: touch() stays O(1) on the gate's path; the store gets it every 2 s. */
+  readonly #accessAt = new Map<string, number>();
+  /** Instances whose access time changed since the last flush to the store. */
+  readonly #unflushed = new Set<string>();
   #flushTimer: NodeJS.Timeout | null = null;
 
   constructor(o: InstanceServiceOptions) {
@@ -75,7 +77,8 @@ export class InstanceService implements GateBackend {
       if (i.state === 'running' || i.state === 'starting') {
         await this.#o.store.updateInstance(i.hostname, { state: 'asleep', upstream: null });
       }
-      this.#route(i.hostname, i.alias, null);
+      this.#route(i.hostname, i.hostname);
+      if (i.alias) this.#route(i.alias, i.hostname);
     }
     this.#flushTimer = setInterval(() => void this.flushAccess(), 2000);
     this.#flushTimer.unref();
@@ -90,12 +93,13 @@ export class InstanceService implements GateBackend {
   }
 
   async flushAccess(): Promise<void> {
-    if (this.#access.size === 0) return;
-    const batch = [...this.#access];
-    this.#access.clear();
-    // The reaper reads #lastAccess once #access is cleared: without this, a flush made running instances look idle.
-    for (const [hostname, at] of batch) this.#lastAccess.set(hostname, at);
-    for (const [hostname, at] of batch) await this.#o.store.updateInstance(hostname, { accessAt: at }).catch(() => {});
+    if (this.#unflushed.size === 0) return;
+    const batch = [...this.#unflushed];
+    this.#unflushed.clear();
+    for (const hostname of batch) {
+      const at = this.#accessAt.get(hostname);
+      if (at !== undefined) await this.#o.store.updateInstance(hostname, { accessAt: at }).catch(() => {});
+    }
   }
 
   // ---- queries ---------------------------------------------------------
@@ -126,22 +130,15 @@ export class InstanceService implements GateBackend {
   listRunning(): Array<{ hostname: string; accessAt: number }> {
     const out: Array<{ hostname: string; accessAt: number }> = [];
     for (const [hostname, live] of this.#live) {
-      if (live.upstream) out.push({ hostname, accessAt: this.#accessOf(hostname) });
+      if (live.upstream) out.push({ hostname, accessAt: this.#accessAt.get(hostname) ?? 0 });
     }
     return out;
   }
 
-  #accessOf(hostname: string): number {
-    return this.#access.get(hostname) ?? this.#lastAccess.get(hostname) ?? 0;
-  }
-
-  /** Last flushed access time per instance, so the reaper need not read the store. */
-  readonly #lastAccess = new Map<string, number>();
-
   #overlay(i: Instance): Instance {
     const live = this.#live.get(i.hostname);
     // A flush may still be writing: the newest of memory and store wins.
-    const accessAt = Math.max(this.#access.get(i.hostname) ?? 0, this.#lastAccess.get(i.hostname) ?? 0, i.accessAt);
+    const accessAt = Math.max(this.#accessAt.get(i.hostname) ?? 0, i.accessAt);
     if (!live) return { ...i, accessAt, state: i.state === 'failed' ? 'failed' : 'asleep' };
     return { ...i, accessAt, state: live.upstream ? 'running' : 'starting', upstream: live.upstream ? `${live.upstream.host}:${live.upstream.port}` : null };
   }
@@ -175,7 +172,7 @@ export class InstanceService implements GateBackend {
       upstream: null,
     };
     await this.#o.store.insertInstance(instance);
-    this.#route(hostname, null, null);
+    this.#route(hostname, hostname);
     this.#o.log?.('published', { hostname, user: user.id, digest: image.digest, reused: image.reused });
     return instance;
   }
@@ -186,8 +183,8 @@ export class InstanceService implements GateBackend {
     const { imageOrphaned } = await this.#o.store.deleteInstance(i.hostname);
     this.#o.table.delete(i.hostname);
     if (i.alias) this.#o.table.delete(i.alias);
-    this.#access.delete(i.hostname);
-    this.#lastAccess.delete(i.hostname);
+    this.#accessAt.delete(i.hostname);
+    this.#unflushed.delete(i.hostname);
     if (imageOrphaned) {
       await this.#o.store.deleteImage(i.imageDigest);
       await this.#o.images.remove(i.imageDigest);
@@ -230,7 +227,7 @@ export class InstanceService implements GateBackend {
     }
     const { movedFrom } = await this.#o.store.setAlias(i.hostname, alias);
     if (i.alias && i.alias !== alias) this.#o.table.delete(i.alias);
-    if (alias) this.#o.table.set(alias, [{ hostname: i.hostname, weight: 1 }]);
+    if (alias) this.#route(alias, i.hostname);
     if (movedFrom) this.#o.log?.('alias moved', { alias, from: movedFrom, to: i.hostname });
     return alias;
   }
@@ -251,7 +248,8 @@ export class InstanceService implements GateBackend {
   }
 
   touch(hostname: string): void {
-    this.#access.set(hostname, Date.now());
+    this.#accessAt.set(hostname, Date.now());
+    this.#unflushed.add(hostname);
   }
 
   /**
@@ -351,7 +349,7 @@ export class InstanceService implements GateBackend {
       entry.starting = null;
       entry.abort = null;
       const now = this.#o.clock.now();
-      this.#access.set(i.hostname, now);
+      this.#accessAt.set(i.hostname, now);
       await this.#o.store.updateInstance(i.hostname, { state: 'running', upstream: `${upstream.host}:${upstream.port}`, accessAt: now });
       this.#o.log?.('started', { hostname: i.hostname, ms: now - started });
       this.#o.onRunningChange?.(i.hostname, true);
@@ -379,7 +377,6 @@ export class InstanceService implements GateBackend {
       this.#live.delete(hostname);
       live.abort?.abort(new EphError('START_FAILED', 'stopped while starting'));
     }
-    this.#lastAccess.set(hostname, this.#access.get(hostname) ?? this.#lastAccess.get(hostname) ?? 0);
     await this.#o.driver.stop(hostname);
     if (live) this.#o.onRunningChange?.(hostname, false);
   }
@@ -413,9 +410,9 @@ export class InstanceService implements GateBackend {
     }
   }
 
-  #route(hostname: string, alias: string | null, _old: string | null): void {
-    this.#o.table.set(hostname, [{ hostname, weight: 1 }]);
-    if (alias) this.#o.table.set(alias, [{ hostname, weight: 1 }]);
+  /** Points a gate host (the instance's own hostname or its alias) at the instance. */
+  #route(host: string, hostname: string): void {
+    this.#o.table.set(host, [{ hostname, weight: 1 }]);
   }
 }
 
