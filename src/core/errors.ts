@@ -20,6 +20,7 @@ export const ERROR_CATALOGUE = {
   CONFLICT: { status: 409, text: 'The resource is held by someone else' },
   QUOTA_EXCEEDED: { status: 409, text: 'The plan limit of running instances is reached' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, text: 'The content type is not supported' },
+  RATE_LIMITED: { status: 429, text: 'Too many failed authentications; retry after the time given' },
   START_FAILED: { status: 502, text: 'The instance failed to start' },
   WAKE_TIMEOUT: { status: 504, text: 'The instance did not accept connections in time' },
   UNAVAILABLE: { status: 503, text: 'The service is unavailable' },
