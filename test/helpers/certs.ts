@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,14 +36,23 @@ export async function makeTestCa(name = 'Eph Test CA'): Promise<TestCa> {
     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], dir);
   const ca = await readFile(join(dir, 'ca.pem'), 'utf8');
   let n = 0;
+  // Issues run one after another: callers often start several at once (Promise.all).
+  let queue: Promise<unknown> = Promise.resolve();
+  async function issueOne(id: string, names: string[], days: number): Promise<Issued> {
+    await openssl(['req', ...ec, '-keyout', `${id}.key`, '-out', `${id}.csr`, '-subj', `/CN=${names[0]}`], dir);
+    await writeFile(join(dir, `${id}.ext`), `subjectAltName=${names.map((d) => `DNS:${d}`).join(',')}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
+    // Each leaf gets its own random serial: -CAcreateserial shares one ca.srl, which
+    // concurrent openssl runs read and rewrite at once (a test failed on it).
+    const serial = `0x${randomBytes(16).toString('hex').replace(/^[89a-f]/, '7')}`;
+    await openssl(['x509', '-req', '-in', `${id}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-set_serial', serial, '-out', `${id}.pem`, '-days', String(days), '-extfile', `${id}.ext`], dir);
+    return { cert: await readFile(join(dir, `${id}.pem`), 'utf8'), key: await readFile(join(dir, `${id}.key`), 'utf8'), ca };
+  }
   return {
     ca,
-    async issue(names, opts = {}) {
-      const id = `leaf${n++}`;
-      await openssl(['req', ...ec, '-keyout', `${id}.key`, '-out', `${id}.csr`, '-subj', `/CN=${names[0]}`], dir);
-      await writeFile(join(dir, `${id}.ext`), `subjectAltName=${names.map((d) => `DNS:${d}`).join(',')}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
-      await openssl(['x509', '-req', '-in', `${id}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${id}.pem`, '-days', String(opts.days ?? 30), '-extfile', `${id}.ext`], dir);
-      return { cert: await readFile(join(dir, `${id}.pem`), 'utf8'), key: await readFile(join(dir, `${id}.key`), 'utf8'), ca };
+    issue(names, opts = {}) {
+      const p = queue.then(() => issueOne(`leaf${n++}`, names, opts.days ?? 30));
+      queue = p.catch(() => undefined);
+      return p;
     },
     close: () => rm(dir, { recursive: true, force: true }),
   };
