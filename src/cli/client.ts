@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import { Agent, request, type Dispatcher } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
 import { CliError } from './cli-error.ts';
 import type { ClientSettings } from './settings.ts';
 
@@ -48,6 +48,8 @@ export async function apiRequest(settings: ClientSettings, path: string, req: Ap
     body = JSON.stringify(req.json);
     headers['content-type'] = 'application/json';
   }
+  // undici is loaded on the first request, not at start: `eph --version` and `eph --help` never need it.
+  const { Agent, request } = await import('undici');
   agent ??= new Agent({ connectTimeout: 10_000 });
   let res: Dispatcher.ResponseData;
   try {

@@ -31,7 +31,10 @@ const CLIENT_COMMANDS = new Set(['publish', 'ls', 'show', 'start', 'stop', 'alia
  * command line may reach them: when it names no client command.
  */
 function mayReachAdminCommands(argv: readonly string[]): boolean {
-  const first = argv.slice(2).find((a) => !a.startsWith('-'));
+  const args = argv.slice(2);
+  const first = args.find((a) => !a.startsWith('-'));
+  // `eph --version` prints a constant: loading the server for it cost most of its start-up time.
+  if (first === undefined && (args.includes('-V') || args.includes('--version'))) return false;
   return first === undefined || !CLIENT_COMMANDS.has(first);
 }
 
