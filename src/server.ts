@@ -15,7 +15,7 @@ import { startIdleReaper } from './gate/idle-reaper.ts';
 import { RouteService } from './gate/route-service.ts';
 import { UserService } from './services/users.ts';
 import { InstanceService } from './services/instances.ts';
-import { buildApi } from './api/app.ts';
+import { apiRoutesOf, buildApi } from './api/app.ts';
 import { authenticate } from './api/auth.ts';
 import { applianceRoutes } from './api/v1-appliances.ts';
 import { ApplianceService } from './appliances/appliance-service.ts';
@@ -23,6 +23,10 @@ import { CloudGateBackend } from './services/gate-backend.ts';
 import { selfSignedCert } from './gate/tls.ts';
 import { CertService, storeHolders } from './gate/cert-service.ts';
 import { gateCertRoutes } from './api/v1-gate-certs.ts';
+import { NameRegistry } from './services/names.ts';
+import { DomainVerifier, loadVerifySecret } from './services/domain-verifier.ts';
+import { nameRoutes } from './api/v1-names.ts';
+import { Resolver } from 'node:dns/promises';
 
 export interface Cloud {
   config: Config;
@@ -38,6 +42,10 @@ export interface Cloud {
   certs: CertService;
   appliances: ApplianceService;
   table: RoutingTable;
+  /** One owner per public name; the only writer of `table`. */
+  names: NameRegistry;
+  /** Every route of the control API (method + URL pattern), for tests that must cover them all. */
+  apiRoutes: Array<{ method: string; url: string }>;
   /** HTTPS gate URL when --gate-tls is set. */
   gateTlsUrl: string | null;
   driver: Driver;
@@ -84,6 +92,13 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
   await images.recover();
   const driver = opts.driver ?? swarm ?? new ProcessDriver({ prefix: config.netnsPrefix, subnet: config.subnet, ...opts.driverOptions, stateDir: join(dataDir, 'run') });
   const table = new RoutingTable();
+  let verifier: DomainVerifier | null = null;
+  if (config.verifyDomains) {
+    const resolver = new Resolver({ timeout: 5000, tries: 2 });
+    if (config.dnsServers.length) resolver.setServers(config.dnsServers);
+    verifier = new DomainVerifier({ secret: await loadVerifySecret(join(dataDir, 'verify.key')), resolver });
+  }
+  const names = new NameRegistry({ table, cloudDomain: config.domain, store, verifier, log: (msg, fields) => log.warn(fields ?? {}, msg) });
   // The gate is built before the instances so that they can tell it about starts and stops.
   let gate: ReturnType<typeof createGate> | null = null;
   const users = new UserService(store, config.plans, clock);
@@ -92,6 +107,7 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     images,
     driver,
     table,
+    names,
     users,
     clock,
     domain: config.domain,
@@ -108,18 +124,25 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     },
   });
   await instances.load();
-  const backend = new CloudGateBackend(instances, store, table, config.domain);
+  const backend = new CloudGateBackend(instances, store, names, config.domain);
   const routes = new RouteService({
     store,
     table,
     backend,
     instances,
+    names,
     reservedDomain: config.domain,
     clock,
     ...(opts.healthTimeoutMs !== undefined ? { healthTimeoutMs: opts.healthTimeoutMs } : {}),
   });
   await routes.load();
-  const certs = new CertService({ store, holders: storeHolders(store), reservedDomain: config.domain, clock });
+  const certs = new CertService({
+    store,
+    holders: storeHolders(store),
+    reservedDomain: config.domain,
+    clock,
+    claim: (userId, domain) => names.checkClaim(userId, domain, 'certificate domain'),
+  });
   await certs.load();
   const appliances = new ApplianceService({
     store,
@@ -160,6 +183,7 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
           if (req.method !== 'GET' && req.url.startsWith('/v1/appliances')) await backend.syncStatic();
         });
       },
+      (app) => nameRoutes(app, { names, authenticate: (req) => authenticate(users, req) }),
       (app) => {
         gateCertRoutes(app, { certs, authenticate: (req) => authenticate(users, req) });
         // A certificate is served only while its owner holds the domain: re-check after routes or aliases change hands.
@@ -191,6 +215,10 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     certs,
     appliances,
     table,
+    names,
+    get apiRoutes() {
+      return apiRoutesOf(api);
+    },
     gateTlsUrl,
     driver,
     log,

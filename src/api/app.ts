@@ -8,6 +8,18 @@ import { compatRoutes } from './compat-routes.ts';
 import { v1Routes } from './v1-routes.ts';
 import { EphError } from '../core/errors.ts';
 
+export interface ApiRoute {
+  method: string;
+  url: string;
+}
+
+const LISTED = new WeakMap<FastifyInstance, ApiRoute[]>();
+
+/** The routes of an API built by {@link buildApi} (method + URL pattern), HEAD twins included. */
+export function apiRoutesOf(app: FastifyInstance): ApiRoute[] {
+  return [...(LISTED.get(app) ?? [])];
+}
+
 /** Builds the control API (compat + /v1) over the services; `extra` lets server.ts add route plugins (appliances). */
 export async function buildApi(deps: ApiDeps, logger: Logger | false, extra: Array<(app: FastifyInstance) => void> = []): Promise<FastifyInstance> {
   const app = Fastify({
@@ -25,6 +37,12 @@ export async function buildApi(deps: ApiDeps, logger: Logger | false, extra: Arr
   registerArchiveParser(app);
   // curl scripts send `-d true` as a form body; parse those as text and read the value in the route.
   app.addContentTypeParser(['text/plain', 'application/x-www-form-urlencoded'], { parseAs: 'string' }, (_req, body, done) => done(null, body));
+  // Every route, recorded as it is added, so that tests can demand a row for each (tenant-isolation matrix).
+  const listed: ApiRoute[] = [];
+  LISTED.set(app, listed);
+  app.addHook('onRoute', (r) => {
+    for (const method of Array.isArray(r.method) ? r.method : [r.method]) listed.push({ method: String(method), url: r.url });
+  });
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((req, reply) => errorHandler(new EphError('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`), req, reply));
   compatRoutes(app, deps);

@@ -30,6 +30,10 @@ export interface Config {
   netnsPrefix: string;
   subnet: string;
   logLevel: string;
+  /** Tenants must prove a domain with a DNS TXT record before claiming it (`--verify-domains`, EPH_VERIFY_DOMAINS=1). */
+  verifyDomains: boolean;
+  /** DNS servers for that proof (EPH_DNS_SERVERS=ip[:port],…); empty: the system's. */
+  dnsServers: string[];
 }
 
 export interface HostPort {
@@ -95,11 +99,12 @@ export interface ConfigInput {
   publicBind?: string;
   accessLog?: boolean;
   logLevel?: string;
+  verifyDomains?: boolean;
 }
 
 /** Flags win over environment variables, which win over the embedded defaults. */
 export function loadConfig(flags: ConfigInput, env: NodeJS.ProcessEnv = process.env): Config {
-  const pick = (flag: Exclude<keyof ConfigInput, 'accessLog'>, name: string): string | undefined => flags[flag] ?? env[name];
+  const pick = (flag: Exclude<keyof ConfigInput, 'accessLog' | 'verifyDomains'>, name: string): string | undefined => flags[flag] ?? env[name];
   const runtime = pick('runtime', 'EPH_RUNTIME') ?? 'process';
   if (runtime !== 'process' && runtime !== 'swarm') {
     throw new EphError('INVALID_CONFIG', `--runtime: expected process or swarm, got '${runtime}'`);
@@ -135,6 +140,8 @@ export function loadConfig(flags: ConfigInput, env: NodeJS.ProcessEnv = process.
     netnsPrefix: checkPrefix(env.EPH_NETNS_PREFIX ?? 'eph'),
     subnet: env.EPH_SUBNET ?? '10.213.0.0/16',
     logLevel: pick('logLevel', 'EPH_LOG_LEVEL') ?? 'info',
+    verifyDomains: flags.verifyDomains ?? env.EPH_VERIFY_DOMAINS === '1',
+    dnsServers: (env.EPH_DNS_SERVERS ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''),
   };
 }
 

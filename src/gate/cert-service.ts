@@ -34,6 +34,12 @@ export interface CertServiceDeps {
   /** The cloud's own domain: its wildcard belongs to instance hostnames and is never uploadable. */
   reservedDomain: string;
   clock?: Clock;
+  /**
+   * The name registry's claim check (another user's names or certificates
+   * covering the domain, platform names, DNS verification when required);
+   * it throws the refusal. Production passes `names.checkClaim`.
+   */
+  claim?: (userId: string, domain: string) => Promise<unknown>;
 }
 
 /**
@@ -53,6 +59,7 @@ export class CertService {
   readonly #holders: DomainHolders;
   readonly #reserved: string;
   readonly #clock: Clock;
+  readonly #claim: CertServiceDeps['claim'];
   /** domain → context being served. */
   #served = new Map<string, SecureContext>();
   /** domain → [updatedAt, context]: a refresh reuses contexts of unchanged certificates. */
@@ -64,6 +71,7 @@ export class CertService {
     this.#holders = deps.holders;
     this.#reserved = deps.reservedDomain.toLowerCase().replace(/\.$/, '');
     this.#clock = deps.clock ?? systemClock;
+    this.#claim = deps.claim;
   }
 
   /** Fills the served set from the store; call once at start-up. */
@@ -88,6 +96,7 @@ export class CertService {
    */
   async put(userId: string, domain: string, cert: unknown, key: unknown): Promise<CertView> {
     const d = this.#domain(domain);
+    await this.#claim?.(userId, d);
     await this.#mayHold(userId, d);
     const now = this.#clock.now();
     checkCertPair(d, cert, key, now);

@@ -1,7 +1,8 @@
 import { systemClock, type Clock } from '../core/clock.ts';
 import type { HostPort } from '../core/config.ts';
 import { EphError, isEphError } from '../core/errors.ts';
-import { normalizeHost } from '../core/ids.ts';
+import { NameRegistry } from '../services/names.ts';
+import { normalizeName } from '../services/public-name.ts';
 import type { GateRoute, GateTarget, RouteChange } from '../core/types.ts';
 import type { GateBackend } from './backend.ts';
 import { HttpHealthCheck, type HealthCheck } from './health-check.ts';
@@ -32,6 +33,12 @@ export interface RouteServiceDeps {
   reservedDomain: string;
   /** How long a new target may take to wake and pass its health check. Default 30 s. */
   healthTimeoutMs?: number;
+  /**
+   * The one owner-checking writer of the routing table (production passes
+   * the cloud's); without it a registry over `table` without stored claims
+   * is made (unit tests).
+   */
+  names?: NameRegistry;
 }
 
 export interface MapOptions {
@@ -76,31 +83,29 @@ const HISTORY_DEFAULT_LIMIT = 100;
  */
 export class RouteService {
   readonly #store: RouteStore;
-  readonly #table: RoutingTable;
+  readonly #names: NameRegistry;
   readonly #backend: GateBackend;
   readonly #instances: InstanceOwners;
   readonly #health: HealthCheck;
   readonly #clock: Clock;
-  readonly #reserved: string;
   readonly #healthTimeoutMs: number;
-  readonly #locks = new Map<string, Promise<void>>();
 
   constructor(deps: RouteServiceDeps) {
     this.#store = deps.store;
-    this.#table = deps.table;
+    this.#names = deps.names ?? new NameRegistry({ table: deps.table, cloudDomain: deps.reservedDomain });
     this.#backend = deps.backend;
     this.#instances = deps.instances;
     this.#health = deps.healthCheck ?? new HttpHealthCheck();
     this.#clock = deps.clock ?? systemClock;
-    this.#reserved = deps.reservedDomain.toLowerCase().replace(/\.$/, '');
     this.#healthTimeoutMs = deps.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
   }
 
   /** Fills the routing table with every stored route; call once at start-up. Returns how many. */
   async load(): Promise<number> {
     const routes = await this.#store.listRoutes();
-    for (const r of routes) this.#table.set(r.domain, r.targets, r.httpsRedirect);
-    return routes.length;
+    let n = 0;
+    for (const r of routes) if (this.#names.bindLoaded(r.domain, { kind: 'route', userId: r.userId }, r.targets, r.httpsRedirect)) n++;
+    return n;
   }
 
   /** The user's routes, ordered by domain. */
@@ -123,7 +128,7 @@ export class RouteService {
    * wake and answer its health path below 500 in time.
    */
   async map(userId: string, domain: string, hostname: string, opts: MapOptions): Promise<GateRoute> {
-    const d = this.#domain(domain);
+    const d = this.#claimName(domain);
     const h = this.#instanceName(hostname);
     const healthPath = opts.healthPath === undefined ? undefined : checkHealthPath(opts.healthPath);
     return this.#exclusive(d, async () => {
@@ -146,7 +151,7 @@ export class RouteService {
       const current = await this.get(userId, d);
       const change: RouteChange = { domain: d, at: this.#clock.now(), by, action: 'unmap', from: current.targets, to: [] };
       await this.#store.saveRoute(d, null, change);
-      this.#table.delete(d);
+      this.#names.release(d, { kind: 'route', userId });
     });
   }
 
@@ -156,7 +161,7 @@ export class RouteService {
    */
   async promote(userId: string, from: string, to: string, by: string, opts: SwitchOptions = {}): Promise<GateRoute> {
     const f = this.#domain(from);
-    const t = this.#domain(to);
+    const t = this.#claimName(to);
     if (f === t) throw new EphError('BAD_REQUEST', `cannot promote ${f} onto itself`);
     return this.#exclusive(t, async () => {
       const source = await this.get(userId, f);
@@ -206,7 +211,7 @@ export class RouteService {
     by: string,
     opts: SwitchOptions = {},
   ): Promise<GateRoute> {
-    const d = this.#domain(domain);
+    const d = this.#claimName(domain);
     const to = this.#checkSplit(targets);
     return this.#exclusive(d, async () => {
       const current = await this.#claimable(userId, d);
@@ -259,7 +264,7 @@ export class RouteService {
     const targets = to.map((t) => ({ hostname: t.hostname, weight: t.weight }));
     const route: GateRoute = { domain, userId, targets, healthPath: s.healthPath, httpsRedirect: s.httpsRedirect, updatedAt: at };
     await this.#store.saveRoute(domain, route, { domain, at, by, action, from, to: targets });
-    this.#table.set(domain, targets, s.httpsRedirect);
+    this.#names.bind(domain, { kind: 'route', userId }, targets, s.httpsRedirect);
     return route;
   }
 
@@ -305,6 +310,7 @@ export class RouteService {
 
   /** The domain's current route when the user may change it (null: free). */
   async #claimable(userId: string, domain: string): Promise<GateRoute | null> {
+    await this.#names.checkClaim(userId, domain, 'gate domain');
     const current = await this.#store.getRoute(domain);
     if (current && current.userId !== userId) throw new EphError('CONFLICT', `${domain} is mapped by another user`);
     const alias = await this.#instances.aliasHolder?.(domain);
@@ -321,21 +327,22 @@ export class RouteService {
     if ((await this.#instances.ownerOf(hostname)) !== userId) throw new EphError('NOT_FOUND', `instance ${hostname} not found`);
   }
 
+  /** A domain to look up (the user's own route): normalised only, so that routes stored before names were checked can still be removed. */
   #domain(raw: string): string {
-    const d = normalizeHost(raw);
-    if (!d) throw new EphError('INVALID_HOSTNAME', `'${raw}' is not a valid domain name`);
-    if (d === this.#reserved) throw new EphError('INVALID_HOSTNAME', `${d} is the cloud's own domain and cannot be mapped`);
-    if (d.endsWith(`.${this.#reserved}`)) {
-      const labels = d.slice(0, -this.#reserved.length - 1).split('.');
-      if (labels.some((l) => l.startsWith('eph-'))) {
-        throw new EphError('INVALID_HOSTNAME', `${d}: eph-… names under ${this.#reserved} are instance hostnames and cannot be mapped`);
-      }
-    }
+    const d = normalizeName(raw);
+    if (!d || d.startsWith('*.')) throw new EphError('INVALID_HOSTNAME', `'${raw}' is not a valid domain name`);
+    return d;
+  }
+
+  /** A domain to claim: the registry's syntax and platform checks (the ownership checks run under the lock). */
+  #claimName(raw: string): string {
+    const d = this.#names.claimable(raw, 'gate domain');
+    if (d.startsWith('*.')) throw new EphError('INVALID_HOSTNAME', `gate domain ${d}: a route serves one name, not a wildcard`);
     return d;
   }
 
   #instanceName(raw: string): string {
-    const h = normalizeHost(raw);
+    const h = normalizeName(raw);
     if (!h) throw new EphError('INVALID_HOSTNAME', `'${raw}' is not a valid instance hostname`);
     return h;
   }
@@ -358,20 +365,9 @@ export class RouteService {
     return out;
   }
 
-  // Per-domain mutex: a chain of promises that only ever resolve.
-  async #exclusive<T>(domain: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#locks.get(domain) ?? Promise.resolve();
-    let release!: () => void;
-    const mine = new Promise<void>((r) => (release = r));
-    const tail = prev.then(() => mine);
-    this.#locks.set(domain, tail);
-    await prev;
-    try {
-      return await fn();
-    } finally {
-      release();
-      if (this.#locks.get(domain) === tail) this.#locks.delete(domain);
-    }
+  // Per-name mutex shared with alias claims (the registry's), so that a route and an alias cannot both take a name.
+  #exclusive<T>(domain: string, fn: () => Promise<T>): Promise<T> {
+    return this.#names.exclusive(domain, fn);
   }
 }
 

@@ -2,7 +2,7 @@ import type { HostPort } from '../core/config.ts';
 import { EphError } from '../core/errors.ts';
 import type { Store } from '../store/store.ts';
 import type { GateBackend } from '../gate/backend.ts';
-import type { RoutingTable } from '../gate/routing-table.ts';
+import type { NameRegistry } from './names.ts';
 
 /**
  * The gate's one backend: static-file appliances at `<name>.static.<domain>`
@@ -13,15 +13,16 @@ import type { RoutingTable } from '../gate/routing-table.ts';
 export class CloudGateBackend implements GateBackend {
   readonly #instances: GateBackend;
   readonly #store: Store;
-  readonly #table: RoutingTable;
+  readonly #names: NameRegistry;
   readonly #domain: string;
   #static = new Map<string, HostPort>();
-  #known = new Set<string>();
+  /** Static site host → owner, as last written to the routing table. */
+  #known = new Map<string, string>();
 
-  constructor(instances: GateBackend, store: Store, table: RoutingTable, domain: string) {
+  constructor(instances: GateBackend, store: Store, names: NameRegistry, domain: string) {
     this.#instances = instances;
     this.#store = store;
-    this.#table = table;
+    this.#names = names;
     this.#domain = domain;
   }
 
@@ -44,18 +45,20 @@ export class CloudGateBackend implements GateBackend {
     this.#instances.touch(hostname);
   }
 
-  /** Re-reads static appliances and updates the routing table. */
+  /** Re-reads static appliances and updates the routing table (through the name registry, as their owners' `static` names). */
   async syncStatic(): Promise<void> {
     const running = new Map<string, HostPort>();
-    const known = new Set<string>();
+    const known = new Map<string, string>();
     for (const a of await this.#store.listAppliances()) {
       if (a.kind !== 'static') continue;
-      const host = `${a.name}.static.${this.#domain}`;
-      known.add(host);
+      const host = `${a.name}.static.${this.#domain}`.toLowerCase();
+      known.set(host, a.userId);
       if (a.status === 'running') running.set(host, { host: '127.0.0.1', port: a.port });
     }
-    for (const host of this.#known) if (!known.has(host)) this.#table.delete(host);
-    for (const host of known) if (!this.#known.has(host)) this.#table.set(host, [{ hostname: host, weight: 1 }]);
+    for (const [host, userId] of this.#known) if (known.get(host) !== userId) this.#names.release(host, { kind: 'static', userId });
+    for (const [host, userId] of known) {
+      if (this.#known.get(host) !== userId) this.#names.bindLoaded(host, { kind: 'static', userId }, [{ hostname: host, weight: 1 }]);
+    }
     this.#static = running;
     this.#known = known;
   }

@@ -2,7 +2,7 @@ import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { EphError, notFound } from '../core/errors.ts';
-import { isInstanceHostname, newInstanceLabel, normalizeHost } from '../core/ids.ts';
+import { newInstanceLabel, normalizeHost } from '../core/ids.ts';
 import type { Clock } from '../core/clock.ts';
 import type { HostPort } from '../core/config.ts';
 import type { AppKind, Instance, Plan, User } from '../core/types.ts';
@@ -12,6 +12,7 @@ import { tryConnect, waitReady } from '../runtime/ready.ts';
 import type { GateBackend } from '../gate/backend.ts';
 import type { RoutingTable } from '../gate/routing-table.ts';
 import type { UserService } from './users.ts';
+import { NameRegistry, type NameKind } from './names.ts';
 
 /** What the service needs of the image store (src/images). */
 export interface Images {
@@ -40,6 +41,8 @@ export interface InstanceServiceOptions {
   log?: (msg: string, fields?: Record<string, unknown>) => void;
   /** Told when an instance starts running or stops (requested, idle or crashed). */
   onRunningChange?: (hostname: string, running: boolean) => void;
+  /** The one owner-checking writer of `table` (production passes the cloud's); default: one over `table` and the store. */
+  names?: NameRegistry;
 }
 
 interface Live {
@@ -65,8 +68,11 @@ export class InstanceService implements GateBackend {
   readonly #unflushed = new Set<string>();
   #flushTimer: NodeJS.Timeout | null = null;
 
+  readonly #names: NameRegistry;
+
   constructor(o: InstanceServiceOptions) {
     this.#o = o;
+    this.#names = o.names ?? new NameRegistry({ table: o.table, cloudDomain: o.domain, store: o.store });
     o.driver.onExit((hostname, info) => this.#onExit(hostname, info.code, info.signal, info.requested));
   }
 
@@ -77,8 +83,8 @@ export class InstanceService implements GateBackend {
       if (i.state === 'running' || i.state === 'starting') {
         await this.#o.store.updateInstance(i.hostname, { state: 'asleep', upstream: null });
       }
-      this.#route(i.hostname, i.hostname);
-      if (i.alias) this.#route(i.alias, i.hostname);
+      this.#names.bindLoaded(i.hostname, { kind: 'instance', userId: i.userId }, [{ hostname: i.hostname, weight: 1 }]);
+      if (i.alias) this.#names.bindLoaded(i.alias, { kind: 'alias', userId: i.userId }, [{ hostname: i.hostname, weight: 1 }]);
     }
     this.#flushTimer = setInterval(() => void this.flushAccess(), 2000);
     this.#flushTimer.unref();
@@ -172,7 +178,7 @@ export class InstanceService implements GateBackend {
       upstream: null,
     };
     await this.#o.store.insertInstance(instance);
-    this.#route(hostname, hostname);
+    this.#route(hostname, 'instance', user.id, hostname);
     this.#o.log?.('published', { hostname, user: user.id, digest: image.digest, reused: image.reused });
     return instance;
   }
@@ -181,8 +187,8 @@ export class InstanceService implements GateBackend {
     const i = await this.get(user, host);
     await this.#stopProcess(i.hostname);
     const { imageOrphaned } = await this.#o.store.deleteInstance(i.hostname);
-    this.#o.table.delete(i.hostname);
-    if (i.alias) this.#o.table.delete(i.alias);
+    this.#names.release(i.hostname, { kind: 'instance', userId: i.userId });
+    if (i.alias) this.#names.release(i.alias, { kind: 'alias', userId: i.userId });
     this.#accessAt.delete(i.hostname);
     this.#unflushed.delete(i.hostname);
     if (imageOrphaned) {
@@ -207,27 +213,30 @@ export class InstanceService implements GateBackend {
 
   /**
    * Sets or clears the alias. Another instance of the same user holding it
-   * loses it (the original's documented behaviour); another user's name, an
-   * instance hostname or a gate domain of another user → 409.
+   * loses it (the original's documented behaviour). The name registry
+   * decides who may claim it: a name under the cloud's domain (instance
+   * hostnames, static sites) or held by another user (alias, gate domain,
+   * certificate) → 409; localhost or an IP literal → 400.
    */
   async setAlias(user: User, host: string, value: unknown): Promise<string | null> {
     if (value !== null && typeof value !== 'string') throw new EphError('INVALID_VALUE', 'alias must be a JSON string or null');
     const i = await this.get(user, host);
-    let alias: string | null = null;
-    if (value !== null && value !== '') {
-      alias = normalizeHost(value);
-      if (!alias || value.includes(':')) throw new EphError('INVALID_HOSTNAME', `'${value}' is not a valid hostname`);
-      if (isInstanceHostname(alias, this.#o.domain)) {
-        throw new EphError('CONFLICT', `'${alias}' is reserved for instance hostnames`);
-      }
-      const holder = await this.#o.store.findInstance(alias);
-      if (holder && holder.userId !== user.id) throw new EphError('CONFLICT', `alias '${alias}' is used by another user`);
+    if (value === null || value === '') return this.#writeAlias(user, i, null);
+    const alias = this.#names.claimable(value, 'alias');
+    if (alias.startsWith('*.')) throw new EphError('INVALID_HOSTNAME', `alias ${alias}: an alias is one name, not a wildcard`);
+    return this.#names.exclusive(alias, async () => {
+      await this.#names.checkClaim(user.id, alias, 'alias');
       const route = await this.#o.store.getRoute(alias);
       if (route) throw new EphError('CONFLICT', `'${alias}' is a gate domain${route.userId === user.id ? '; unmap it first' : ' of another user'}`);
-    }
+      // Re-read: the alias may have changed while waiting for the lock.
+      return this.#writeAlias(user, await this.get(user, i.hostname), alias);
+    });
+  }
+
+  async #writeAlias(user: User, i: Instance, alias: string | null): Promise<string | null> {
     const { movedFrom } = await this.#o.store.setAlias(i.hostname, alias);
-    if (i.alias && i.alias !== alias) this.#o.table.delete(i.alias);
-    if (alias) this.#route(alias, i.hostname);
+    if (i.alias && i.alias !== alias) this.#names.release(i.alias, { kind: 'alias', userId: user.id });
+    if (alias) this.#route(alias, 'alias', user.id, i.hostname);
     if (movedFrom) this.#o.log?.('alias moved', { alias, from: movedFrom, to: i.hostname });
     return alias;
   }
@@ -410,9 +419,9 @@ export class InstanceService implements GateBackend {
     }
   }
 
-  /** Points a gate host (the instance's own hostname or its alias) at the instance. */
-  #route(host: string, hostname: string): void {
-    this.#o.table.set(host, [{ hostname, weight: 1 }]);
+  /** Points a gate host (the instance's own hostname or its alias) at the instance, through the name registry. */
+  #route(host: string, kind: NameKind, userId: string, hostname: string): void {
+    this.#names.bind(host, { kind, userId }, [{ hostname, weight: 1 }]);
   }
 }
 
