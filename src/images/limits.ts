@@ -38,6 +38,17 @@ export class UnpackBudget {
     }
   }
 
+  /**
+   * Refuses (ARCHIVE_TOO_LARGE) an entry whose declared size would take the
+   * unpack past maxUnpackedBytes, before any of it is written. For formats
+   * whose sizes cannot lie (tar: the size frames the stream).
+   */
+  expect(n: number, name: string): void {
+    if (this.#bytes + n > this.limits.maxUnpackedBytes) {
+      throw new EphError('ARCHIVE_TOO_LARGE', `archive unpacks to more than ${this.limits.maxUnpackedBytes} bytes (entry '${name}' alone declares ${n} bytes); refused before writing it`);
+    }
+  }
+
   /** Accounts n more unpacked bytes of entry `name`; throws ARCHIVE_TOO_LARGE past maxUnpackedBytes. */
   add(n: number, name: string): void {
     this.#bytes += n;

@@ -123,6 +123,8 @@ async function unpackEntry(entry: ReadEntry, sink: TreeWriter): Promise<void> {
     case 'File':
     case 'OldFile':
     case 'ContiguousFile':
+      // A tar header's size cannot lie (it frames the stream): refuse a huge file before writing a byte of it.
+      sink.budget.expect(entry.size ?? 0, printable(name));
       await sink.file(name, entry.mode ?? 0o644, entry as AsyncIterable<Buffer>);
       return;
     case 'Directory':

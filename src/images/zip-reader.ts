@@ -33,7 +33,8 @@ interface Planned {
  * oversized archive fails before a byte is written; then each entry is
  * inflated with its real size and CRC-32 checked (yauzl checks neither the
  * CRC nor, with validateEntrySizes off, the size: we do both, so that a lying
- * header ends as ARCHIVE_TOO_LARGE once the real bytes pass the budget).
+ * header ends as ARCHIVE_TOO_LARGE with the first inflated chunk past its
+ * declared size, before that chunk is written).
  */
 export async function unpackZip(file: string, sink: TreeWriter): Promise<void> {
   const { maxEntries, maxUnpackedBytes } = sink.budget.limits;
@@ -87,7 +88,7 @@ function planEntry(entry: Entry): Planned {
 
 async function extract(file: string, zip: ZipFile, p: Planned, sink: TreeWriter): Promise<void> {
   if (p.type === 'dir') return sink.dir(p.name);
-  const data = entryData(file, zip, p);
+  const data = entryData(file, zip, p, sink.budget.limits.maxUnpackedBytes);
   if (p.type === 'link') {
     const parts: Buffer[] = [];
     let n = 0;
@@ -101,8 +102,12 @@ async function extract(file: string, zip: ZipFile, p: Planned, sink: TreeWriter)
   await sink.file(p.name, p.mode, data);
 }
 
-/** The entry's bytes; throws ARCHIVE_INVALID at the end when their size or CRC-32 is not the declared one. */
-async function* entryData(file: string, zip: ZipFile, p: Planned): AsyncGenerator<Buffer> {
+/**
+ * The entry's bytes, counted as they are inflated: ARCHIVE_TOO_LARGE as soon
+ * as they pass the declared size, ARCHIVE_INVALID at the end when there are
+ * fewer or the CRC-32 is wrong.
+ */
+async function* entryData(file: string, zip: ZipFile, p: Planned, maxUnpackedBytes: number): AsyncGenerator<Buffer> {
   let stream: Readable;
   try {
     // yauzl finds and checks the local header; we read the data range ourselves.
@@ -116,13 +121,24 @@ async function* entryData(file: string, zip: ZipFile, p: Planned): AsyncGenerato
   }
   let crc = 0;
   let size = 0;
+  const declared = p.entry.uncompressedSize;
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
-      crc = crc32(chunk, crc);
       size += chunk.length;
+      // The declared sizes were checked against the budget: an entry that
+      // inflates past its own is a bomb. Stop inflating now (the finally
+      // destroys the stream), before this chunk reaches the disk.
+      if (size > declared) {
+        throw new EphError(
+          'ARCHIVE_TOO_LARGE',
+          `entry '${printable(p.name)}' inflates past the ${declared} bytes its header declares (the unpack limit is ${maxUnpackedBytes} bytes); refused`,
+        );
+      }
+      crc = crc32(chunk, crc);
       yield chunk;
     }
   } catch (e) {
+    if (e instanceof EphError) throw e;
     throw invalid(`entry '${printable(p.name)}' is corrupt: ${why(e)}`, e);
   } finally {
     stream.destroy();
