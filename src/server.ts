@@ -101,7 +101,7 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
   const names = new NameRegistry({ table, cloudDomain: config.domain, store, verifier, log: (msg, fields) => log.warn(fields ?? {}, msg) });
   // The gate is built before the instances so that they can tell it about starts and stops.
   let gate: ReturnType<typeof createGate> | null = null;
-  const users = new UserService(store, config.plans, clock);
+  const users = new UserService(store, config.plans, clock, config.authLimits);
   const instances = new InstanceService({
     store,
     images,

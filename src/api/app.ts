@@ -7,6 +7,8 @@ import { registerArchiveParser } from './upload.ts';
 import { compatRoutes } from './compat-routes.ts';
 import { v1Routes } from './v1-routes.ts';
 import { EphError } from '../core/errors.ts';
+import { authenticate } from './auth.ts';
+import { hasBody } from './body.ts';
 
 export interface ApiRoute {
   method: string;
@@ -19,6 +21,9 @@ const LISTED = new WeakMap<FastifyInstance, ApiRoute[]>();
 export function apiRoutesOf(app: FastifyInstance): ApiRoute[] {
   return [...(LISTED.get(app) ?? [])];
 }
+
+/** Routes anyone may call (all without a body); every other route authenticates. */
+const PUBLIC_ROUTES = new Set(['/v1/openapi.json', '/v1/health', '/metrics']);
 
 /** Builds the control API (compat + /v1) over the services; `extra` lets server.ts add route plugins (appliances). */
 export async function buildApi(deps: ApiDeps, logger: Logger | false, extra: Array<(app: FastifyInstance) => void> = []): Promise<FastifyInstance> {
@@ -37,6 +42,22 @@ export async function buildApi(deps: ApiDeps, logger: Logger | false, extra: Arr
   registerArchiveParser(app);
   // curl scripts send `-d true` as a form body; parse those as text and read the value in the route.
   app.addContentTypeParser(['text/plain', 'application/x-www-form-urlencoded'], { parseAs: 'string' }, (_req, body, done) => done(null, body));
+  // curl users add `Content-Type: application/json` to bodiless DELETEs and POSTs out of habit: an empty body is no body.
+  const json = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = String(body);
+    if (text.trim() === '') return done(null, undefined);
+    return json(req, text, done);
+  });
+  // A request with a body is authenticated before a byte of it is read: a stranger's upload is
+  // answered 401 at once and its connection closed (errors.ts), never read to its end.
+  app.addHook('onRequest', async (req) => {
+    const url = req.routeOptions.url;
+    if (url === undefined || PUBLIC_ROUTES.has(url) || !hasBody(req.raw)) return;
+    const pathUser = url.startsWith('/api/ephemerics/user/:userId') ? (req.params as { userId?: string }).userId : undefined;
+    await authenticate(deps.users, req, pathUser);
+  });
   // Every route, recorded as it is added, so that tests can demand a row for each (tenant-isolation matrix).
   const listed: ApiRoute[] = [];
   LISTED.set(app, listed);

@@ -20,28 +20,39 @@ export function compatRoutes(app: FastifyInstance, deps: ApiDeps): void {
   type P = { userId: string; host?: string; prop?: string };
   const user = (req: FastifyRequest): Promise<User> => authenticate(deps.users, req, (req.params as P).userId);
   const json = (reply: FastifyReply, value: unknown): FastifyReply => reply.type('application/json').send(JSON.stringify(value));
+  type Handler = (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply>;
+  // Every version of the original docs writes `…/user/<id>/?auth=…`: each route answers with and without
+  // the trailing slash (per route: a global ignoreTrailingSlash would also change WebDAV collection paths).
+  const route = (method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, handler: Handler): void => {
+    app.route({ method, url, handler });
+    app.route({ method, url: `${url}/`, handler });
+  };
 
-  app.post(base, async (req, reply) => {
+  route('POST', base, async (req, reply) => {
     const u = await user(req);
     const upload = await readUpload(req, deps.maxArchiveBytes);
     const inst = await deps.instances.publish(u, upload.stream, upload.name);
     return json(reply, inst.hostname);
   });
 
-  app.get(base, async (req, reply) => {
+  route('GET', base, async (req, reply) => {
     const u = await user(req);
-    const list = await deps.instances.list(u);
-    return json(reply, { ephemerics: list.map(compatInstance) });
+    const list = (await deps.instances.list(u)).map(compatInstance);
+    // `used`/`limit` as in the 2016 docs: running instances and the plan's maximum of them.
+    const used = list.filter((i) => i.isRunning).length;
+    return json(reply, { ephemerics: list, used, limit: deps.users.plan(u.plan).maxRunning });
   });
 
-  app.get(`${base}/:host`, async (req, reply) => {
+  route('GET', `${base}/:host`, async (req, reply) => {
     const u = await user(req);
     return json(reply, compatInstance(await deps.instances.get(u, (req.params as P).host!)));
   });
 
-  app.get(`${base}/:host/:prop`, async (req, reply) => {
+  route('GET', `${base}/:host/:prop`, async (req, reply) => {
     const u = await user(req);
     const { host, prop } = req.params as Required<P>;
+    // The 2016 docs' "force pause": `GET …/<host>/stop`. Answers false, the new isRunning.
+    if (prop === 'stop') return json(reply, await deps.instances.setRunning(u, host, false));
     const inst = await deps.instances.get(u, host);
     if (!(READABLE as readonly string[]).includes(prop)) throw new EphError('UNKNOWN_PROPERTY', `no property '${prop}'`);
     // The Pharo client's remote-debug helper reads these two; we expose no debug port.
@@ -50,7 +61,7 @@ export function compatRoutes(app: FastifyInstance, deps: ApiDeps): void {
     return json(reply, compatInstance(inst)[prop as Exclude<Readable, 'mappedPorts' | 'debugPort'> & keyof CompatInstance]);
   });
 
-  app.put(`${base}/:host/:prop`, async (req, reply) => {
+  route('PUT', `${base}/:host/:prop`, async (req, reply) => {
     const u = await user(req);
     const { host, prop } = req.params as Required<P>;
     const value = putValue(req.body);
@@ -68,7 +79,7 @@ export function compatRoutes(app: FastifyInstance, deps: ApiDeps): void {
     }
   });
 
-  app.delete(`${base}/:host`, async (req, reply) => {
+  route('DELETE', `${base}/:host`, async (req, reply) => {
     const u = await user(req);
     await deps.instances.remove(u, (req.params as P).host!);
     return json(reply, true);

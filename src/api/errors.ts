@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { EphError, isEphError, type ErrorCode } from '../core/errors.ts';
+import { bodyUnread } from './body.ts';
 
 /** Fastify's own failures, mapped onto our catalogue so every error body has one shape. */
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -31,5 +32,8 @@ export function errorHandler(err: unknown, req: FastifyRequest, reply: FastifyRe
   if (e.status === 401) reply.header('www-authenticate', 'Basic realm="ephemeric"');
   // An oversized upload is left unread: closing is the only way not to read it all.
   if (e.code === 'ARCHIVE_TOO_LARGE') reply.header('connection', 'close');
+  // The same for any refusal before the body is read (401 of a stranger's upload, 415, 400 on a header):
+  // answering and closing costs nothing, reading a 2 GB body to keep the connection does.
+  else if (bodyUnread(req.raw)) reply.header('connection', 'close');
   void reply.status(e.status).type('application/json').send({ error: { code: e.code, message: e.message } });
 }

@@ -38,9 +38,9 @@ export async function readUpload(req: FastifyRequest, maxBytes: number, field = 
     throw new EphError('ARCHIVE_TOO_LARGE', `archive of ${announced} bytes is over the limit of ${maxBytes} bytes`);
   }
   const xname = req.headers['x-name'];
-  const headerName = typeof xname === 'string' ? decodeURIComponent(xname) : undefined;
+  const headerName = typeof xname === 'string' ? checkImageName(headerText(xname)) : undefined;
   const q = req.query as Record<string, unknown>;
-  const queryName = typeof q.name === 'string' ? q.name : undefined;
+  const queryName = typeof q.name === 'string' ? checkImageName(q.name) : undefined;
   if (multipart) {
     const parts = req.parts({ limits: { fileSize: maxBytes + 1, files: 1 } });
     const fields: Record<string, string> = {};
@@ -50,7 +50,8 @@ export async function readUpload(req: FastifyRequest, maxBytes: number, field = 
           part.file.resume();
           throw new EphError('BAD_REQUEST', `expected the archive in form field '${field}', got '${part.fieldname}'`);
         }
-        return { stream: part.file, name: headerName ?? queryName ?? fields.name ?? part.filename };
+        const name = headerName ?? queryName ?? checkImageName(fields.name) ?? checkImageName(part.filename);
+        return { stream: part.file, name };
       }
       fields[part.fieldname] = String(part.value);
     }
@@ -62,3 +63,41 @@ export async function readUpload(req: FastifyRequest, maxBytes: number, field = 
   }
   return { stream: body, name: headerName ?? queryName };
 }
+
+/** The longest imageName the API keeps (the same limit as `PUT …/imageName`). */
+export const MAX_IMAGE_NAME = 200;
+
+/** Refuses a name over the limit before the archive is read (INVALID_VALUE); an empty one means "none given". */
+export function checkImageName(name: string | undefined): string | undefined {
+  if (name === undefined || name.trim() === '') return undefined;
+  if (name.length > MAX_IMAGE_NAME) {
+    throw new EphError('INVALID_VALUE', `imageName must be at most ${MAX_IMAGE_NAME} characters, got ${name.length}`);
+  }
+  return name;
+}
+
+/**
+ * The text of an `X-Name` header. Node hands header bytes over as Latin-1
+ * characters; the Pharo client sends the name's UTF-8 bytes, other clients
+ * Latin-1 or percent-encoded UTF-8. So: bytes that form valid UTF-8 are read
+ * as UTF-8, others stay Latin-1; then percent-escapes are decoded when they
+ * decode, and a value such as `build 100%` or `%E0%A4%A` is taken as it is.
+ */
+export function headerText(raw: string): string {
+  let text = raw;
+  if (/[\u0080-\u00ff]/.test(raw) && !/[^\u0000-\u00ff]/.test(raw)) {
+    try {
+      text = UTF8.decode(Buffer.from(raw, 'latin1'));
+    } catch {
+      text = raw;
+    }
+  }
+  if (!text.includes('%')) return text;
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });

@@ -5,7 +5,7 @@ import { EphError } from '../core/errors.ts';
 import type { GateTarget, User } from '../core/types.ts';
 import type { ApiDeps } from './deps.ts';
 import { authenticate } from './auth.ts';
-import { readUpload } from './upload.ts';
+import { MAX_IMAGE_NAME, readUpload } from './upload.ts';
 import { instanceView } from './views.ts';
 import { openApiDocument } from './openapi.ts';
 import { followLog } from './log-follow.ts';
@@ -60,9 +60,22 @@ export function v1Routes(app: FastifyInstance, deps: ApiDeps): void {
     const b = body as Record<string, unknown>;
     const unknown = Object.keys(b).filter((k) => !['alias', 'imageName', 'running'].includes(k));
     if (unknown.length) throw new EphError('BAD_REQUEST', `unknown field(s): ${unknown.join(', ')}`);
-    // Validate every field before changing anything.
+    // Validate every field before changing anything: a refused field leaves the others unchanged too.
     if ('running' in b && typeof b.running !== 'boolean') throw new EphError('INVALID_VALUE', 'running must be true or false');
-    if ('imageName' in b && (typeof b.imageName !== 'string' || !b.imageName)) throw new EphError('INVALID_VALUE', 'imageName must be a non-empty string');
+    if ('imageName' in b && (typeof b.imageName !== 'string' || !b.imageName || b.imageName.length > MAX_IMAGE_NAME)) {
+      throw new EphError('INVALID_VALUE', `imageName must be a non-empty string of at most ${MAX_IMAGE_NAME} characters`);
+    }
+    if ('alias' in b && b.alias !== null && typeof b.alias !== 'string') throw new EphError('INVALID_VALUE', 'alias must be a string or null');
+    const before = await deps.instances.get(u, host);
+    if (b.running === true && before.state !== 'running' && before.state !== 'starting') {
+      // The one refusal that could come after the alias changed: check the plan's room first.
+      const busy = (await deps.instances.list(u)).filter((i) => i.state === 'running' || i.state === 'starting').length;
+      const plan = deps.users.plan(u.plan);
+      if (busy >= plan.maxRunning) {
+        throw new EphError('QUOTA_EXCEEDED', `plan '${plan.name}' allows ${plan.maxRunning} running instance${plan.maxRunning === 1 ? '' : 's'}; stop one first`);
+      }
+    }
+    // The alias goes first: of the changes, only it can still be refused (syntax, another owner).
     if ('alias' in b) await deps.instances.setAlias(u, host, b.alias);
     if ('imageName' in b) await deps.instances.setImageName(u, host, b.imageName);
     if ('running' in b) await deps.instances.setRunning(u, host, b.running);

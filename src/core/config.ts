@@ -34,6 +34,51 @@ export interface Config {
   verifyDomains: boolean;
   /** DNS servers for that proof (EPH_DNS_SERVERS=ip[:port],…); empty: the system's. */
   dnsServers: string[];
+  /** Throttling of failed authentications (docs/security.md, Authentication). */
+  authLimits: AuthLimits;
+}
+
+/** A token bucket: `burst` failures at once, refilled at `burst` per `windowMs`. */
+export interface FailureRate {
+  burst: number;
+  windowMs: number;
+}
+
+export interface AuthLimits {
+  /** Failures per source address (IPv6: per /64); null turns the limit off. */
+  perSource: FailureRate | null;
+  /** Failures per claimed user id, known or not; null turns the limit off. */
+  perUser: FailureRate | null;
+  /** Most sources (and, apart, most user ids) remembered at once: memory stays bounded under any attack. */
+  maxTracked: number;
+}
+
+export const DEFAULT_AUTH_LIMITS: AuthLimits = {
+  perSource: { burst: 20, windowMs: 60_000 },
+  perUser: { burst: 50, windowMs: 60_000 },
+  maxTracked: 10_000,
+};
+
+/** Parses `20/1m` (20 failures, refilled over a minute) or `off`. */
+export function parseFailureRate(flag: string, raw: string): FailureRate | null {
+  if (raw.trim() === 'off') return null;
+  const m = /^(\d+)\/(.+)$/.exec(raw.trim());
+  const burst = m ? Number(m[1]) : 0;
+  if (!m || burst < 1) throw new EphError('INVALID_CONFIG', `${flag}: expected FAILURES/DURATION like 20/1m, or off, got '${raw}'`);
+  const windowMs = parseDuration(flag, m[2]!);
+  if (windowMs < 1) throw new EphError('INVALID_CONFIG', `${flag}: the duration must be above zero, got '${raw}'`);
+  return { burst, windowMs };
+}
+
+function parseAuthLimits(env: NodeJS.ProcessEnv): AuthLimits {
+  const d = DEFAULT_AUTH_LIMITS;
+  const tracked = env.EPH_AUTH_TRACKED ?? String(d.maxTracked);
+  if (!/^\d+$/.test(tracked) || Number(tracked) < 1) throw new EphError('INVALID_CONFIG', `EPH_AUTH_TRACKED: expected a number of entries like 10000, got '${tracked}'`);
+  return {
+    perSource: env.EPH_AUTH_LIMIT_SOURCE === undefined ? d.perSource : parseFailureRate('EPH_AUTH_LIMIT_SOURCE', env.EPH_AUTH_LIMIT_SOURCE),
+    perUser: env.EPH_AUTH_LIMIT_USER === undefined ? d.perUser : parseFailureRate('EPH_AUTH_LIMIT_USER', env.EPH_AUTH_LIMIT_USER),
+    maxTracked: Number(tracked),
+  };
 }
 
 export interface HostPort {
@@ -140,6 +185,7 @@ export function loadConfig(flags: ConfigInput, env: NodeJS.ProcessEnv = process.
     netnsPrefix: checkPrefix(env.EPH_NETNS_PREFIX ?? 'eph'),
     subnet: env.EPH_SUBNET ?? '10.213.0.0/16',
     logLevel: pick('logLevel', 'EPH_LOG_LEVEL') ?? 'info',
+    authLimits: parseAuthLimits(env),
     verifyDomains: flags.verifyDomains ?? env.EPH_VERIFY_DOMAINS === '1',
     dnsServers: (env.EPH_DNS_SERVERS ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''),
   };

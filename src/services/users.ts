@@ -5,6 +5,8 @@ import { newToken, newUserId } from '../core/ids.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Plan, User } from '../core/types.ts';
 import type { Store } from '../store/store.ts';
+import { DEFAULT_AUTH_LIMITS, type AuthLimits } from '../core/config.ts';
+import { AuthFailureLimiter } from './auth-failures.ts';
 
 const scrypt = promisify(scryptCb) as (pw: string, salt: Buffer, len: number) => Promise<Buffer>;
 
@@ -18,11 +20,31 @@ export class UserService {
    * purpose, and clients such as the Pharo one authenticate every request.
    */
   readonly #verified = new Map<string, User>();
+  readonly #failures: AuthFailureLimiter;
+  /**
+   * What an unknown user's token is checked against: the same KDF as a real
+   * user's, so that an unknown id costs what a wrong token costs and ids
+   * cannot be probed by timing.
+   */
+  readonly #dummyHash: Promise<string>;
+  #kdfRuns = 0;
 
-  constructor(store: Store, plans: Plan[], clock: Clock) {
+  constructor(store: Store, plans: Plan[], clock: Clock, authLimits: AuthLimits = DEFAULT_AUTH_LIMITS) {
     this.#store = store;
     this.#plans = new Map(plans.map((p) => [p.name, p]));
     this.#clock = clock;
+    this.#failures = new AuthFailureLimiter(authLimits, () => this.#clock.now());
+    this.#dummyHash = hashToken(newToken());
+  }
+
+  /** Key derivations run to check tokens so far (tests compare the cost of refusals by it). */
+  get kdfRuns(): number {
+    return this.#kdfRuns;
+  }
+
+  /** Sources and user ids with failures remembered (bounded by the configured maximum). */
+  get failuresTracked(): { sources: number; users: number } {
+    return this.#failures.tracked;
   }
 
   plan(name: string): Plan {
@@ -47,17 +69,42 @@ export class UserService {
     return this.#store.listUsers();
   }
 
-  /** Answers the user when (userId, token) match; null otherwise. Constant-time comparison. */
-  async authenticate(userId: string, token: string): Promise<User | null> {
+  /**
+   * Answers the user when (userId, token) match; null otherwise. `source` is
+   * the client's address: failures are throttled per source and per claimed
+   * user id (RATE_LIMITED with a retry delay). Credentials already proven
+   * pass without a KDF run and are never throttled.
+   */
+  async authenticate(userId: string, token: string, source = 'unknown'): Promise<User | null> {
     const key = createHash('sha256').update(`${userId}:${token}`).digest('base64');
     const cached = this.#verified.get(key);
     if (cached) return cached;
+    const throttled = this.#failures.check(source, userId);
+    if (throttled) {
+      const who = throttled.by === 'source' ? 'from this address' : 'for this user';
+      throw new EphError('RATE_LIMITED', `too many failed authentications ${who}; retry in ${throttled.retryAfterS} s`, { retryAfter: throttled.retryAfterS });
+    }
+    // A control character (a trailing NUL, a newline) is never part of a token we issued.
+    if (!wellFormed(userId) || !wellFormed(token)) {
+      this.#failures.failed(source, userId);
+      return null;
+    }
     const user = await this.#store.getUser(userId);
-    if (!user || !(await verifyToken(token, user.tokenHash))) return null;
+    // Unknown or not, one KDF run and one constant-time comparison: same cost either way.
+    const ok = await verifyToken(token, user ? user.tokenHash : await this.#dummyHash, () => this.#kdfRuns++);
+    if (!user || !ok) {
+      this.#failures.failed(source, userId);
+      return null;
+    }
     if (this.#verified.size > 10_000) this.#verified.clear();
     this.#verified.set(key, user);
     return user;
   }
+}
+
+/** Printable, non-empty and of a sane length: what issued ids and tokens look like. */
+function wellFormed(s: string): boolean {
+  return s.length > 0 && s.length <= 256 && !/[\u0000-\u001f\u007f]/.test(s);
 }
 
 export async function hashToken(token: string): Promise<string> {
@@ -66,10 +113,12 @@ export async function hashToken(token: string): Promise<string> {
   return `${salt.toString('hex')}:${hash.toString('hex')}`;
 }
 
-export async function verifyToken(token: string, stored: string): Promise<boolean> {
+/** `onKdf` is told of each key derivation run (the costly part). */
+export async function verifyToken(token: string, stored: string, onKdf?: () => void): Promise<boolean> {
   const [saltHex, hashHex] = stored.split(':');
   if (!saltHex || !hashHex) return false;
   const expected = Buffer.from(hashHex, 'hex');
+  onKdf?.();
   const actual = await scrypt(token, Buffer.from(saltHex, 'hex'), expected.length);
   return timingSafeEqual(actual, expected);
 }

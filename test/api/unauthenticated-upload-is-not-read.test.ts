@@ -1,0 +1,93 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import { startTestCloud, type TestCloud } from '../helpers/cloud.ts';
+
+/**
+ * A stranger streams an endless chunked upload: the cloud must answer 401 at
+ * once, stop reading and close. Measured from the attacker's side: how many
+ * bytes the client socket got rid of before the connection died.
+ */
+let cloud: TestCloud;
+
+before(async () => {
+  cloud = await startTestCloud();
+});
+after(() => cloud?.close());
+
+/** Bytes past which the server is plainly reading the body (kernel buffers on loopback hold a few MB). */
+const FAR_LESS = 16 * 1024 * 1024;
+/** Where the attacker gives up: the server read it all. */
+const GIVE_UP = 256 * 1024 * 1024;
+
+interface Outcome {
+  written: number;
+  closed: boolean;
+  response: string;
+}
+
+/** Sends `head`, then 64 KiB chunks, honouring backpressure, until the connection dies or GIVE_UP bytes went out. */
+function endlessChunkedUpload(port: number, head: string): Promise<Outcome> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(port, '127.0.0.1');
+    const chunk = Buffer.concat([Buffer.from('10000\r\n'), Buffer.alloc(0x10000, 0x50), Buffer.from('\r\n')]);
+    let written = 0;
+    let response = '';
+    let ended = false;
+    const deadline = setTimeout(() => finish(false), 60_000);
+    const finish = (closed: boolean) => {
+      if (ended) return;
+      ended = true;
+      clearTimeout(deadline);
+      sock.destroy();
+      resolve({ written, closed, response });
+    };
+    sock.on('data', (d: Buffer) => (response += d.toString('latin1')));
+    sock.on('error', () => finish(true));
+    sock.on('close', () => finish(true));
+    const pump = () => {
+      while (!ended && written < GIVE_UP) {
+        // Counted when the kernel took it: what the server (or the buffers in between) accepted.
+        const ok = sock.write(chunk, (err) => {
+          if (!err) written += chunk.length;
+        });
+        if (!ok) return void sock.once('drain', pump);
+      }
+      if (written >= GIVE_UP) finish(false);
+    };
+    sock.once('connect', () => {
+      sock.write(head);
+      pump();
+    });
+    sock.once('error', (e) => (ended ? undefined : reject(e)));
+  });
+}
+
+const head = (method: string, path: string, type: string, extra = '') =>
+  `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: ${type}\r\nX-Name: big.zip\r\nTransfer-Encoding: chunked\r\n${extra}\r\n`;
+
+const ZIP = 'application/zip';
+for (const [what, method, path, type, auth] of [
+  ['no credentials, compatibility API', 'POST', () => cloud.compatBase(), ZIP, () => ''],
+  ['a wrong token, compatibility API', 'POST', () => cloud.compatBase(), ZIP, () => `Authorization: Basic ${Buffer.from(`${cloud.alice.id}:wrong`).toString('base64')}\r\n`],
+  ['no credentials, /v1', 'POST', () => '/v1/instances', ZIP, () => ''],
+  ['an unknown user, /v1', 'POST', () => '/v1/instances', ZIP, () => `Authorization: Basic ${Buffer.from('u-nobody:wrong').toString('base64')}\r\n`],
+  // JSON bodies are parsed before the route runs: the 401 must still come first, not a 413 after 1 MB read.
+  ['no credentials, a JSON body to /v1 PATCH', 'PATCH', () => '/v1/instances/eph-00000000.eph.test', 'application/json', () => ''],
+  ['no credentials, multipart to the compatibility API', 'POST', () => `${cloud.compatBase()}/`, 'multipart/form-data; boundary=x', () => ''],
+] as const) {
+  test(`an endless chunked ${method} with ${what} is answered 401 and its connection closed, unread`, async () => {
+    const out = await endlessChunkedUpload(cloud.apiPort, head(method, path(), type, auth()));
+    assert.ok(out.closed, `the server kept reading: ${out.written} bytes accepted and still open`);
+    assert.match(out.response, /^HTTP\/1\.1 401 /, 'answered 401');
+    assert.match(out.response, /\r\nconnection: close\r\n/i, 'the answer says the connection closes');
+    assert.ok(out.written < FAR_LESS, `${out.written} bytes were accepted before the connection closed`);
+  });
+}
+
+test('an authenticated keep-alive client is not disconnected by a refusal of a bodiless request', async () => {
+  // The rule closes only when a body is left unread: a 404 on a GET keeps the connection.
+  const r = await cloud.api('GET', '/v1/instances/eph-00000000.eph.test');
+  assert.equal(r.status, 404);
+  assert.notEqual(String(r.headers.connection ?? '').toLowerCase(), 'close');
+});
