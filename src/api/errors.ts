@@ -30,8 +30,8 @@ export function errorHandler(err: unknown, req: FastifyRequest, reply: FastifyRe
   if (e.code === 'INTERNAL') req.log.error({ err }, 'internal error');
   if (e.retryAfter !== undefined) reply.header('retry-after', String(e.retryAfter));
   if (e.status === 401) reply.header('www-authenticate', 'Basic realm="ephemeric"');
-  // An oversized upload is left unread: closing is the only way not to read it all.
-  if (e.code === 'ARCHIVE_TOO_LARGE') reply.header('connection', 'close');
+  // An oversized upload (archive or plan storage limit) is left unread: closing is the only way not to read it all.
+  if (e.status === 413) reply.header('connection', 'close');
   // The same for any refusal before the body is read (401 of a stranger's upload, 415, 400 on a header):
   // answering and closing costs nothing, reading a 2 GB body to keep the connection does.
   else if (bodyUnread(req.raw)) reply.header('connection', 'close');

@@ -22,6 +22,7 @@ export function serveCommand(program: Command): void {
     .option('--pharo-vm <cmd>', 'Pharo VM command (EPH_PHARO_VM, default pharo)')
     .option('--max-archive <size>', 'archive size limit (EPH_MAX_ARCHIVE, default 50MB)')
     .option('--plans <list>', 'plan limits, e.g. free=1,standard=10 (EPH_PLANS)')
+    .option('--plan-quotas <spec>', 'per-user limits of each plan, e.g. free:instances=20,storage=2GiB (EPH_PLAN_QUOTAS)')
     .option('--public-host <host>', 'address of appliance TLS-PSK endpoints (EPH_PUBLIC_HOST, default 127.0.0.1)')
     .option('--verify-domains', 'tenants prove a domain with a DNS TXT record before claiming it (EPH_VERIFY_DOMAINS=1)')
     .option('--json', 'print the start-up summary as JSON')

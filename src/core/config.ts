@@ -1,5 +1,6 @@
 import { EphError } from './errors.ts';
 import type { Plan } from './types.ts';
+import { withPlanQuotas } from './plan-quotas.ts';
 
 /** Everything `eph serve` needs, validated once at start-up. */
 export interface Config {
@@ -140,6 +141,8 @@ export interface ConfigInput {
   pharoVm?: string;
   maxArchive?: string;
   plans?: string;
+  /** What one user of each plan may keep, e.g. `free:instances=20,storage=2GiB;*:storage=off` (see plan-quotas.ts). */
+  planQuotas?: string;
   publicHost?: string;
   publicBind?: string;
   accessLog?: boolean;
@@ -178,7 +181,11 @@ export function loadConfig(flags: ConfigInput, env: NodeJS.ProcessEnv = process.
     maxUnpackedBytes: parseSize('EPH_MAX_UNPACKED', env.EPH_MAX_UNPACKED ?? '1GiB'),
     maxEntries: Number(env.EPH_MAX_ENTRIES ?? 20000),
     maxLogBytes: parseSize('EPH_MAX_LOG', env.EPH_MAX_LOG ?? '1MiB'),
-    plans: pick('plans', 'EPH_PLANS') ? parsePlans('--plans', pick('plans', 'EPH_PLANS')!) : DEFAULT_PLANS,
+    plans: withPlanQuotas(
+      '--plan-quotas',
+      pick('plans', 'EPH_PLANS') ? parsePlans('--plans', pick('plans', 'EPH_PLANS')!) : DEFAULT_PLANS,
+      pick('planQuotas', 'EPH_PLAN_QUOTAS'),
+    ),
     publicHost: pick('publicHost', 'EPH_PUBLIC_HOST') ?? '127.0.0.1',
     publicBind: pick('publicBind', 'EPH_PUBLIC_BIND') ?? '127.0.0.1',
     accessLog: flags.accessLog ?? env.EPH_ACCESS_LOG === '1',

@@ -19,6 +19,8 @@ export const ERROR_CATALOGUE = {
   UNKNOWN_PROPERTY: { status: 404, text: 'No such property' },
   CONFLICT: { status: 409, text: 'The resource is held by someone else' },
   QUOTA_EXCEEDED: { status: 409, text: 'The plan limit of running instances is reached' },
+  INSTANCE_QUOTA_EXCEEDED: { status: 409, text: 'The plan limit of instances per user is reached' },
+  STORAGE_QUOTA_EXCEEDED: { status: 413, text: 'The plan limit of stored bytes per user is reached' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, text: 'The content type is not supported' },
   RATE_LIMITED: { status: 429, text: 'Too many failed authentications; retry after the time given' },
   START_FAILED: { status: 502, text: 'The instance failed to start' },

@@ -1,4 +1,5 @@
 /** Domain types shared by every part. No I/O here. */
+import type { PlanQuotas } from './plan-quotas.ts';
 
 export type PlanName = string;
 
@@ -6,6 +7,8 @@ export interface Plan {
   name: PlanName;
   /** How many instances may run at the same time. */
   maxRunning: number;
+  /** What one user may keep stored (instances, archive bytes); absent: not limited. */
+  quotas?: PlanQuotas;
 }
 
 export interface User {

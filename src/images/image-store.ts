@@ -38,6 +38,17 @@ export interface ImageStoreOptions {
   limits: IntakeLimits;
 }
 
+export interface IntakeOptions {
+  /** Told the bytes received so far. */
+  onProgress?: (bytes: number) => void;
+  /**
+   * A tighter bound than maxArchiveBytes for this one upload (what the
+   * user's plan has left): the receive stops as soon as it is passed and
+   * `refuse()` is thrown instead of ARCHIVE_TOO_LARGE.
+   */
+  quota?: { bytes: number; refuse: () => EphError };
+}
+
 /** What is kept beside each image so that a re-publish answers without unpacking. */
 interface ImageMeta {
   digest: string;
@@ -89,7 +100,7 @@ export class ImageStore {
    * when archive and image are durable. On any error nothing is left behind.
    * `onProgress` receives the bytes received so far.
    */
-  async intake(body: NodeJS.ReadableStream, opts: { onProgress?: (bytes: number) => void } = {}): Promise<IntakeResult> {
+  async intake(body: NodeJS.ReadableStream, opts: IntakeOptions = {}): Promise<IntakeResult> {
     await mkdir(this.root, { recursive: true });
     await mkdir(this.tmpDir, { recursive: true });
     const id = `${TMP_PREFIX}${randomBytes(8).toString('hex')}`;
@@ -97,7 +108,12 @@ export class ImageStore {
     const metaTmp = join(this.tmpDir, `${id}.json`);
     const stage = join(this.tmpDir, `${id}.d`);
     try {
-      const got = await receiveArchive(body, part, this.limits.maxArchiveBytes, opts.onProgress);
+      const quota = opts.quota;
+      const tighter = quota !== undefined && quota.bytes < this.limits.maxArchiveBytes;
+      const got = await receiveArchive(body, part, tighter ? quota.bytes : this.limits.maxArchiveBytes, opts.onProgress).catch((e: unknown) => {
+        // Past what the user's plan has left, not past the archive limit: say so.
+        throw tighter && e instanceof EphError && e.code === 'ARCHIVE_TOO_LARGE' ? quota.refuse() : e;
+      });
       const known = await this.#reuse(got.digest, part);
       if (known) return known;
 

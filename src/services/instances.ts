@@ -12,13 +12,14 @@ import { tryConnect, waitReady } from '../runtime/ready.ts';
 import type { GateBackend } from '../gate/backend.ts';
 import type { RoutingTable } from '../gate/routing-table.ts';
 import type { UserService } from './users.ts';
+import { PublishQuota, publishedImageName } from './publish-quota.ts';
 import { NameRegistry, type NameKind } from './names.ts';
 
 /** What the service needs of the image store (src/images). */
 export interface Images {
   intake(
     body: Readable,
-    opts?: { onProgress?: (bytes: number) => void },
+    opts?: { onProgress?: (bytes: number) => void; quota?: { bytes: number; refuse: () => EphError } },
   ): Promise<{ digest: string; size: number; kind: AppKind; entry: string; reused: boolean }>;
   dir(digest: string): string;
   remove(digest: string): Promise<void>;
@@ -67,11 +68,14 @@ export class InstanceService implements GateBackend {
   /** Instances whose access time changed since the last flush to the store. */
   readonly #unflushed = new Set<string>();
   #flushTimer: NodeJS.Timeout | null = null;
+  /** Per-user plan limits checked at publish (instances, stored bytes). */
+  readonly #quota: PublishQuota;
 
   readonly #names: NameRegistry;
 
   constructor(o: InstanceServiceOptions) {
     this.#o = o;
+    this.#quota = new PublishQuota(o.store);
     this.#names = o.names ?? new NameRegistry({ table: o.table, cloudDomain: o.domain, store: o.store });
     o.driver.onExit((hostname, info) => this.#onExit(hostname, info.code, info.signal, info.requested));
   }
@@ -156,7 +160,24 @@ export class InstanceService implements GateBackend {
   // ---- publish / delete ------------------------------------------------
 
   async publish(user: User, body: Readable, name: string | undefined, onProgress?: (bytes: number) => void): Promise<Instance> {
-    const image = await this.#o.images.intake(body, onProgress ? { onProgress } : {});
+    // Refusals that need no upload come before a byte of it is read.
+    const imageName = publishedImageName(name);
+    const plan = this.#o.users.plan(user.plan);
+    const allowance = await this.#quota.before(user, plan);
+    const image = await this.#o.images.intake(body, {
+      ...(onProgress ? { onProgress } : {}),
+      ...(allowance.bytesLeft !== Infinity ? { quota: { bytes: allowance.bytesLeft, refuse: allowance.overBytes } } : {}),
+    });
+    return this.#quota.commit(user, plan, image, () => this.#record(user, image, imageName), () => this.#discardImage(image));
+  }
+
+  /** Removes an image this publish stored when the publish is refused after all (nothing else uses it). */
+  async #discardImage(image: { digest: string; reused: boolean }): Promise<void> {
+    if (image.reused || (await this.#o.store.imageRefs(image.digest)) > 0 || (await this.#o.store.getImage(image.digest))) return;
+    await this.#o.images.remove(image.digest);
+  }
+
+  async #record(user: User, image: { digest: string; size: number; kind: AppKind; entry: string; reused: boolean }, imageName: string): Promise<Instance> {
     const now = this.#o.clock.now();
     await this.#o.store.putImage({ digest: image.digest, size: image.size, kind: image.kind, entry: image.entry, createdAt: now });
     let hostname = '';
@@ -169,7 +190,7 @@ export class InstanceService implements GateBackend {
       hostname,
       userId: user.id,
       imageDigest: image.digest,
-      imageName: name && name.trim() ? name.trim() : 'archive',
+      imageName,
       alias: null,
       state: 'asleep',
       createdAt: now,
