@@ -172,5 +172,25 @@ const DOC = {
       },
       delete: { summary: 'Delete it: the gate serves its default certificate again', responses: { 200: ok({ type: 'object' }), ...errors } },
     },
+    '/v1/names/{domain}/verification': {
+      parameters: [domainParam],
+      get: {
+        summary: 'The DNS TXT record proving you control the domain, and whether this cloud requires it (--verify-domains)',
+        responses: {
+          200: ok({
+            type: 'object',
+            properties: {
+              domain: { type: 'string' },
+              record: { type: 'string', description: '_ephemeric.<domain>' },
+              type: { type: 'string', enum: ['TXT'] },
+              value: { type: 'string', nullable: true, description: 'null when verification is not required' },
+              required: { type: 'boolean' },
+              verified: { type: 'boolean', nullable: true },
+            },
+          }),
+          ...errors,
+        },
+      },
+    },
   },
 };
