@@ -22,7 +22,7 @@ test('environment variables apply and flags win over them', () => {
   assert.deepEqual(c.api, { host: '0.0.0.0', port: 9000 });
   assert.equal(c.domain, 'cloud.example.org');
   assert.equal(c.idleTimeoutMs, 300_000);
-  assert.deepEqual(c.plans, [{ name: 'free', maxRunning: 2 }, { name: 'team', maxRunning: 20 }]);
+  assert.deepEqual(c.plans.map((p) => [p.name, p.maxRunning]), [['free', 2], ['team', 20]]);
 });
 
 test('bad settings fail with the flag name and the value', () => {
