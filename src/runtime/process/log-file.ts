@@ -16,7 +16,10 @@ const MARKER = '[eph] earlier output dropped: log over its size limit\n';
  * `tail -F` does). Output appended across restarts of the same instance.
  *
  * It is a Writable, so child pipes apply back-pressure instead of buffering
- * without bound. Output that cannot be written (disk full) is dropped.
+ * without bound. Output that cannot be written (disk full) is dropped, and so
+ * is output written after close() (a stop ended the log while a start or a
+ * pipe still wrote to it): one instance's log never emits an unhandled
+ * 'error', which would end the whole cloud process.
  *
  * @example
  * const log = await BoundedLog.open('/data/run/logs/eph-1a2b3c4d.log', 1 << 20);
@@ -29,6 +32,7 @@ export class BoundedLog extends Writable {
   readonly maxBytes: number;
   #fh: FileHandle;
   #size: number;
+  #dropped = 0;
 
   private constructor(path: string, maxBytes: number, fh: FileHandle, size: number) {
     super({ decodeStrings: true });
@@ -36,13 +40,39 @@ export class BoundedLog extends Writable {
     this.maxBytes = maxBytes;
     this.#fh = fh;
     this.#size = size;
+    // Nothing in a log is worth an unhandled 'error' (fatal to the process): a
+    // failed close is the only error left once writes after the end are dropped.
+    this.on('error', () => undefined);
+  }
+
+  /** Bytes written after close() or destroy(), dropped instead of failing. */
+  get droppedAfterEnd(): number {
+    return this.#dropped;
+  }
+
+  /**
+   * As Writable.write, but a write after the end is dropped (callback called
+   * without error) instead of erroring the stream. It answers true, so that a
+   * pipe still attached keeps draining the app's output instead of blocking it.
+   */
+  override write(chunk: unknown, encoding?: BufferEncoding | ((error: Error | null | undefined) => void), cb?: (error: Error | null | undefined) => void): boolean {
+    if (this.writableEnded || this.destroyed) {
+      this.#dropped += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk instanceof Uint8Array ? chunk.length : 0;
+      const done = typeof encoding === 'function' ? encoding : cb;
+      if (done) process.nextTick(done, null);
+      return true;
+    }
+    return typeof encoding === 'function' ? super.write(chunk, encoding) : super.write(chunk, encoding as BufferEncoding, cb);
   }
 
   /** Opens (creating it and its directory) the log at `path` for appending. */
   static async open(path: string, maxBytes: number): Promise<BoundedLog> {
     if (!(maxBytes >= 2 * MARKER.length)) throw new RangeError(`maxBytes too small: ${maxBytes}`);
-    await mkdir(dirname(path), { recursive: true });
-    const fh = await open(path, 'a+');
+    // Logs may hold what apps print of their secrets: the service account's only.
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    const fh = await open(path, 'a+', 0o600);
+    // A log written by an earlier version (0644) is closed to others too.
+    await fh.chmod(0o600);
     const log = new BoundedLog(path, maxBytes, fh, (await fh.stat()).size);
     // A log left over a smaller limit is brought under this one at once.
     if (log.#size > maxBytes) await log.#append(Buffer.alloc(0));

@@ -61,3 +61,49 @@ test('a file left over a larger limit is cut down when opened', async () => {
   await log.close();
   assert.ok((await stat(path)).size <= 300);
 });
+
+test('writes after close are dropped without an error: a stop ending the log while a start or a pipe still writes to it', async () => {
+  const path = join(await tmp(), 'e.log');
+  const log = await BoundedLog.open(path, 10_000);
+  const errors: Error[] = [];
+  log.on('error', (e: Error) => errors.push(e));
+  // The app's output keeps coming through a pipe while the log is closed under it.
+  const { spawn } = await import('node:child_process');
+  const app = spawn(process.execPath, ['-e', 'setInterval(() => process.stdout.write("tick\\n"), 5)'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  try {
+    app.stdout.pipe(log, { end: false });
+    await new Promise<void>((r) => app.stdout.once('data', () => r()));
+    log.write('before close\n');
+    await log.close();
+    // What the launch in the issue did after the stop: a note, and plain writes.
+    log.note('namespace has no second name');
+    const acked = await new Promise<Error | null | undefined>((r) => log.write('late\n', (e) => r(e)));
+    assert.equal(acked, null);
+    // A pipe attached after the stop (a start's stderr arriving late) writes into the closed log.
+    const { Readable } = await import('node:stream');
+    const late = Readable.from([Buffer.from('late pipe 1\n'), Buffer.from('late pipe 2\n')]);
+    late.pipe(log, { end: false });
+    await new Promise<void>((r) => late.once('end', () => r()));
+    await new Promise((r) => setImmediate(r));
+  } finally {
+    app.kill('SIGKILL');
+  }
+  assert.deepEqual(errors.map((e) => e.message), []);
+  assert.ok(log.droppedAfterEnd > 0);
+  const text = await readFile(path, 'utf8');
+  assert.match(text, /before close\n$/);
+  assert.doesNotMatch(text, /late|second name/);
+});
+
+test('writes after destroy are dropped too, and close() after destroy resolves', async () => {
+  const path = join(await tmp(), 'f.log');
+  const log = await BoundedLog.open(path, 10_000);
+  const errors: Error[] = [];
+  log.on('error', (e: Error) => errors.push(e));
+  log.destroy();
+  log.note('after destroy');
+  await log.close();
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(errors, []);
+  assert.equal(log.droppedAfterEnd > 0, true);
+});
