@@ -26,6 +26,7 @@ export const ERROR_CATALOGUE = {
   START_FAILED: { status: 502, text: 'The instance failed to start' },
   WAKE_TIMEOUT: { status: 504, text: 'The instance did not accept connections in time' },
   UNAVAILABLE: { status: 503, text: 'The service is unavailable' },
+  STORAGE_FULL: { status: 507, text: 'The disk of the cloud is full; delete instances or images to free space' },
   DEPENDENCY_MISSING: { status: 501, text: 'A required program is not installed' },
   INTERNAL: { status: 500, text: 'Internal error' },
   HEALTH_CHECK_FAILED: { status: 409, text: 'The target did not pass its health check; the route is unchanged' },
@@ -54,3 +55,16 @@ export const notFound = (what: string): EphError => new EphError('NOT_FOUND', `$
 export function isEphError(e: unknown): e is EphError {
   return e instanceof EphError;
 }
+
+/** True for the errors of a full disk or an exhausted quota of the file system (ENOSPC, EDQUOT), however wrapped. */
+export function isDiskFull(e: unknown): boolean {
+  for (let cur: unknown = e, depth = 0; cur && depth < 5; cur = (cur as { cause?: unknown }).cause, depth++) {
+    const code = (cur as { code?: unknown }).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT') return true;
+  }
+  return false;
+}
+
+/** A STORAGE_FULL error saying what could not be written because the disk is full. */
+export const storageFull = (what: string, cause?: unknown): EphError =>
+  new EphError('STORAGE_FULL', `the disk of the cloud is full while ${what}: delete instances or images to free space`, cause === undefined ? {} : { cause });
