@@ -1,5 +1,6 @@
 import { EphError } from './errors.ts';
 import type { Plan } from './types.ts';
+import { withPlanLimits } from './plan-limits.ts';
 import { withPlanQuotas } from './plan-quotas.ts';
 
 /** Everything `eph serve` needs, validated once at start-up. */
@@ -141,6 +142,8 @@ export interface ConfigInput {
   pharoVm?: string;
   maxArchive?: string;
   plans?: string;
+  /** Per-instance limits of each plan, e.g. `free:memory=256MiB,pids=64;*:tmp=64MiB` (see plan-limits.ts). */
+  planLimits?: string;
   /** What one user of each plan may keep, e.g. `free:instances=20,storage=2GiB;*:storage=off` (see plan-quotas.ts). */
   planQuotas?: string;
   publicHost?: string;
@@ -183,7 +186,11 @@ export function loadConfig(flags: ConfigInput, env: NodeJS.ProcessEnv = process.
     maxLogBytes: parseSize('EPH_MAX_LOG', env.EPH_MAX_LOG ?? '1MiB'),
     plans: withPlanQuotas(
       '--plan-quotas',
-      pick('plans', 'EPH_PLANS') ? parsePlans('--plans', pick('plans', 'EPH_PLANS')!) : DEFAULT_PLANS,
+      withPlanLimits(
+        '--plan-limits',
+        pick('plans', 'EPH_PLANS') ? parsePlans('--plans', pick('plans', 'EPH_PLANS')!) : DEFAULT_PLANS,
+        pick('planLimits', 'EPH_PLAN_LIMITS'),
+      ),
       pick('planQuotas', 'EPH_PLAN_QUOTAS'),
     ),
     publicHost: pick('publicHost', 'EPH_PUBLIC_HOST') ?? '127.0.0.1',

@@ -9,6 +9,25 @@ export interface Plan {
   maxRunning: number;
   /** What one user may keep stored (instances, archive bytes); absent: not limited. */
   quotas?: PlanQuotas;
+  /** What each instance of the plan may use (process driver); absent: no limits. */
+  limits?: PlanLimits;
+}
+
+/** Per-instance resource limits and sandbox rules of a plan; an absent number is not limited. */
+export interface PlanLimits {
+  memoryBytes?: number;
+  /** CPU time in cores (0.5: half of one core). */
+  cpus?: number;
+  /** Processes and threads. */
+  pids?: number;
+  /** RLIMIT_NOFILE (soft and hard). */
+  openFiles?: number;
+  /** Size of the private /tmp (a tmpfs). */
+  tmpBytes?: number;
+  /** `filtered`: a seccomp filter refuses dangerous system calls; `all`: no filter. */
+  syscalls: 'filtered' | 'all';
+  /** Whether the app may create user namespaces of its own. */
+  userns: boolean;
 }
 
 export interface User {

@@ -1,4 +1,4 @@
-import type { AppKind } from '../core/types.ts';
+import type { AppKind, PlanLimits } from '../core/types.ts';
 import type { HostPort } from '../core/config.ts';
 
 /** What a driver needs to run one instance. */
@@ -17,6 +17,8 @@ export interface LaunchSpec {
   /** Per-instance log file (stdout+stderr), bounded to maxLogBytes. */
   logFile: string;
   maxLogBytes: number;
+  /** The owner's plan limits (memory, CPU, pids, open files, /tmp, sandbox rules); absent: none. */
+  limits?: PlanLimits;
 }
 
 export interface ExitInfo {
@@ -24,6 +26,8 @@ export interface ExitInfo {
   signal: string | null;
   /** True when the exit followed a stop() call. */
   requested: boolean;
+  /** Why the platform ended the app, when it did (e.g. `killed: out of memory (limit 256 MiB)`). */
+  reason?: string;
 }
 
 /**

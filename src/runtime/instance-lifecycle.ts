@@ -90,10 +90,10 @@ export class InstanceTable<I extends InstanceState> {
   }
 
   /** Forgets an instance that has exited and been released, and reports its exit to the listeners. */
-  reportExit(inst: I, exit: { code: number | null; signal: NodeJS.Signals | null }): void {
+  reportExit(inst: I, exit: { code: number | null; signal: NodeJS.Signals | null; reason?: string }): void {
     if (this.#instances.get(inst.hostname) === inst) this.#instances.delete(inst.hostname);
     inst.markExited();
-    const info: ExitInfo = { code: exit.code, signal: exit.signal, requested: inst.requested };
+    const info: ExitInfo = { code: exit.code, signal: exit.signal, requested: inst.requested, ...(exit.reason ? { reason: exit.reason } : {}) };
     for (const listener of this.#listeners) {
       try {
         listener(inst.hostname, info);

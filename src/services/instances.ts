@@ -77,7 +77,7 @@ export class InstanceService implements GateBackend {
     this.#o = o;
     this.#quota = new PublishQuota(o.store);
     this.#names = o.names ?? new NameRegistry({ table: o.table, cloudDomain: o.domain, store: o.store });
-    o.driver.onExit((hostname, info) => this.#onExit(hostname, info.code, info.signal, info.requested));
+    o.driver.onExit((hostname, info) => this.#onExit(hostname, info.code, info.signal, info.requested, info.reason));
   }
 
   /** Repairs what a crash left (instances marked running with no process) and fills the routing table. */
@@ -331,7 +331,7 @@ export class InstanceService implements GateBackend {
     this.#checkQuota(i.userId, plan, by);
     const entry: Live = { userId: i.userId, upstream: null, starting: null, exited: false, abort: new AbortController() };
     this.#live.set(hostname, entry);
-    entry.starting = this.#boot(i, entry);
+    entry.starting = this.#boot(i, entry, plan);
     return entry.starting;
   }
 
@@ -350,7 +350,7 @@ export class InstanceService implements GateBackend {
     }
   }
 
-  async #boot(i: Instance, entry: Live): Promise<HostPort> {
+  async #boot(i: Instance, entry: Live, plan: Plan): Promise<HostPort> {
     const started = this.#o.clock.now();
     try {
       await this.#o.store.updateInstance(i.hostname, { state: 'starting', lastError: null });
@@ -366,6 +366,7 @@ export class InstanceService implements GateBackend {
         env: { ...this.#o.appEnv, EPH_HOSTNAME: i.hostname },
         logFile: this.logFile(i.hostname),
         maxLogBytes: this.#o.maxLogBytes,
+        ...(plan.limits ? { limits: plan.limits } : {}),
       });
       await waitReady(upstream, this.#o.wakeTimeoutMs, entry.abort!.signal);
       if (!this.#o.driver.isRunning(i.hostname)) {
@@ -411,10 +412,11 @@ export class InstanceService implements GateBackend {
     if (live) this.#o.onRunningChange?.(hostname, false);
   }
 
-  #onExit(hostname: string, code: number | null, signal: string | null, requested: boolean): void {
+  #onExit(hostname: string, code: number | null, signal: string | null, requested: boolean, reason?: string): void {
     if (requested) return;
     const live = this.#live.get(hostname);
-    const why = signal ? `the app was killed by ${signal}` : `the app exited with code ${code}`;
+    // The driver's reason (e.g. killed for passing the memory limit) says more than the signal.
+    const why = reason ?? (signal ? `the app was killed by ${signal}` : `the app exited with code ${code}`);
     if (live?.starting && live.abort) {
       // Aborted at once: waiting for the app's address would only find whatever answers for it once it is gone.
       live.exited = true;

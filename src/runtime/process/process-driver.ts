@@ -29,7 +29,13 @@ import {
 } from './netns.ts';
 import type { NamespaceNames } from './netns.ts';
 import { groupMembers, procStat, signalEach, signalGroup, termTargets, untilGone } from './process-group.ts';
-import { sandboxArgv, unreachableBySandbox } from './sandbox.ts';
+import { bwrapFeatures, sandboxArgv, unreachableBySandbox } from './sandbox.ts';
+import type { SandboxSpec } from './sandbox.ts';
+import { Cgroups, describeCgroups, detectCgroups, joinScript } from './cgroups.ts';
+import type { InstanceCgroup } from './cgroups.ts';
+import { seccompProgram, seccompSupported } from './seccomp.ts';
+import { formatBytes } from '../../core/plan-limits.ts';
+import type { PlanLimits } from '../../core/types.ts';
 import { SpareNamespaces } from './spare-namespaces.ts';
 import { STUNNEL_NAMES, instanceStunnelConfig, withStunnel } from './stunnel.ts';
 
@@ -58,7 +64,16 @@ export interface ProcessDriverOptions {
    * takes one; close() deletes them.
    */
   warmNamespaces?: number;
+  /**
+   * `auto` (default): each instance's plan limits are enforced with cgroups
+   * (v2, else v1) when this machine has them; `off`: no cgroups (open files,
+   * /tmp size and the sandbox's syscall rules still apply).
+   */
+  limits?: 'auto' | 'off';
 }
+
+/** How often the memory accounting of a running instance is read (a kill by the kernel may spare the app's parent). */
+const OOM_POLL_MS = 1000;
 
 /** The port every app listens on inside its own namespace, as in the original cloud. */
 export const APP_PORT = 8080;
@@ -83,6 +98,11 @@ interface Instance extends InstanceState {
   port: number | null;
   child: ChildProcess | null;
   killTimer: NodeJS.Timeout | null;
+  /** Resource limits (null: none, or cgroups off). */
+  cgroup: InstanceCgroup | null;
+  oomWatch: NodeJS.Timeout | null;
+  /** Why the driver ended the app (it passed its memory limit), for the exit report. */
+  exitReason: string | null;
 }
 
 /** What recover() needs to find a process left by a crashed server. */
@@ -130,6 +150,9 @@ export class ProcessDriver implements Driver {
   readonly #pool: AddressPool;
   readonly #spares: SpareNamespaces;
   readonly #instances = new InstanceTable<Instance>();
+  readonly #cgroups: Cgroups;
+  /** The limits actually enforced (cgroup mode, or why they are off): part of the start-up line. */
+  readonly limits: string;
 
   constructor(opts: ProcessDriverOptions) {
     this.#stateDir = opts.stateDir;
@@ -163,6 +186,12 @@ export class ProcessDriver implements Driver {
       this.mode = 'port';
       this.isolation = `port per instance on 127.0.0.1, no sandbox: ${missing}`;
     }
+    this.#cgroups = new Cgroups(
+      opts.limits === 'off' ? { mode: 'off', reason: 'turned off (limits=off)' } : detectCgroups(this.#prefix),
+      this.#prefix,
+    );
+    this.limits = describeCgroups(this.#cgroups.support);
+    this.isolation = `${this.isolation}; limits: ${this.limits}`;
     this.#spares = new SpareNamespaces({
       size: this.mode === 'netns' ? (opts.warmNamespaces ?? 2) : 0,
       prefix: this.#prefix,
@@ -189,6 +218,9 @@ export class ProcessDriver implements Driver {
         port: null,
         child: null,
         killTimer: null,
+        cgroup: null,
+        oomWatch: null,
+        exitReason: null,
       }),
       launch: (inst) => this.#launch(inst, spec),
       releaseFailed: (inst) => this.#release(inst),
@@ -226,6 +258,7 @@ export class ProcessDriver implements Driver {
 
   async #sweep(): Promise<void> {
     await mkdir(this.#stateDir, { recursive: true });
+    await this.#cgroups.recover(new Set(this.#instances.hostnames()));
     const live = new Set([...this.#instances.values()].flatMap((i) => [i.names.ns, ...(i.netns ? [i.netns.ns] : [])]));
     for (const entry of await readdir(this.#stateDir)) {
       const ns = entry.replace(/\.json$/, '');
@@ -324,7 +357,8 @@ export class ProcessDriver implements Driver {
         files.push({ fd: 3, dest: SANDBOX_STUNNEL_CONF });
       }
       const label = spec.hostname.split('.')[0]!.slice(0, 63);
-      spawnArgv = ['ip', 'netns', 'exec', inst.netns.ns, ...sandboxArgv({ readOnly, files, cwd: cmd.cwd, hostname: label, argv })];
+      const rules = await this.#sandboxRules(spec.limits, instDir, extraFds);
+      spawnArgv = ['ip', 'netns', 'exec', inst.netns.ns, ...sandboxArgv({ readOnly, files, cwd: cmd.cwd, hostname: label, argv, ...rules })];
       cwd = '/';
     } else {
       await mkdir(env.HOME!, { recursive: true });
@@ -335,6 +369,7 @@ export class ProcessDriver implements Driver {
       cwd = cmd.cwd;
     }
 
+    spawnArgv = await this.#withLimits(inst, spec.limits, spawnArgv);
     inst.log = await BoundedLog.open(spec.logFile, spec.maxLogBytes);
     const spareError = this.#takeSpareError();
     if (spareError) inst.log.note(`could not prepare a spare namespace (created this one on start): ${spareError}`);
@@ -375,12 +410,74 @@ export class ProcessDriver implements Driver {
     child.once('close', (code, signal) => {
       void this.#finish(inst, exit ?? { code, signal });
     });
+    this.#watchMemory(inst);
     const record: PidRecord = { hostname: spec.hostname, pid, startTime: procStat(pid)?.startTime ?? 0 };
     // Only recover() after a crash reads it; failing to write it must not fail a running start.
     await writeFile(join(this.#stateDir, `${inst.names.ns}.json`), JSON.stringify(record)).catch(() => undefined);
     if (inst.aliasing && !(await inst.aliasing)) log.note(`namespace ${inst.netns?.ns} has no second name ${inst.names.ns}: ${aliasError}`);
     this.#spares.fill(REFILL_DELAY_MS);
     return upstream;
+  }
+
+  /**
+   * The plan's sandbox rules: /tmp size, the seccomp filter (its bytes in a
+   * file of the instance's state dir, handed to bwrap as the next extra fd),
+   * no user namespaces. Each only when this bubblewrap supports it.
+   */
+  async #sandboxRules(limits: PlanLimits | undefined, instDir: string, extraFds: number[]): Promise<Partial<SandboxSpec>> {
+    if (!limits) return {};
+    const bwrap = bwrapFeatures();
+    const rules: Partial<SandboxSpec> = {};
+    if (limits.tmpBytes !== undefined && bwrap.tmpfsSize) rules.tmpBytes = limits.tmpBytes;
+    if (!limits.userns && bwrap.disableUserns) rules.disableUserns = true;
+    if (limits.syscalls === 'filtered' && bwrap.seccomp && seccompSupported()) {
+      const file = join(instDir, 'seccomp.bpf');
+      await writeFile(file, seccompProgram({ allowUserns: limits.userns }), { mode: 0o600 });
+      extraFds.push(openSync(file, 'r'));
+      // The child's fds 0-2 are stdio; extra fds follow in order from 3.
+      rules.seccompFd = 2 + extraFds.length;
+    }
+    return rules;
+  }
+
+  /**
+   * Wraps `argv` in `sh -c` that joins the instance's cgroup and sets
+   * RLIMIT_NOFILE before it execs: everything the app forks is then inside
+   * from its first instruction, with no window where a child escapes.
+   */
+  async #withLimits(inst: Instance, limits: PlanLimits | undefined, argv: string[]): Promise<string[]> {
+    if (!limits) return argv;
+    const steps: string[] = [];
+    if (limits.openFiles !== undefined) steps.push(`ulimit -n ${limits.openFiles}`);
+    let procFiles: string[] = [];
+    const wanted = { memoryBytes: limits.memoryBytes, cpus: limits.cpus, pids: limits.pids };
+    if (this.#cgroups.enabled && Object.values(wanted).some((v) => v !== undefined)) {
+      inst.cgroup = await this.#cgroups.create(inst.hostname, Object.fromEntries(Object.entries(wanted).filter(([, v]) => v !== undefined)));
+      procFiles = inst.cgroup.procFiles;
+    }
+    if (steps.length === 0 && procFiles.length === 0) return argv;
+    return ['/bin/sh', '-c', [...steps, joinScript(procFiles)].join(' && '), 'eph-limits', ...procFiles, ...argv];
+  }
+
+  /** Reads the memory accounting every second; a kill by the kernel takes the whole instance. */
+  #watchMemory(inst: Instance): void {
+    if (!inst.cgroup?.limits.memoryBytes) return;
+    inst.oomWatch = setInterval(() => {
+      void this.#outOfMemory(inst).then((reason) => {
+        if (!reason || inst.exitReason || inst.ended) return;
+        inst.exitReason = reason;
+        this.#kill(inst);
+      });
+    }, OOM_POLL_MS);
+    inst.oomWatch.unref();
+  }
+
+  /** `killed: out of memory (limit 256 MiB)` once the kernel has killed a process of the instance for memory, else null. */
+  async #outOfMemory(inst: Instance): Promise<string | null> {
+    const limit = inst.cgroup?.limits.memoryBytes;
+    if (!inst.cgroup || limit === undefined) return null;
+    const state = await inst.cgroup.memoryState();
+    return state.oomKills > 0 ? `killed: out of memory (limit ${formatBytes(limit)})` : null;
   }
 
   #terminate(inst: Instance): void {
@@ -402,11 +499,15 @@ export class ProcessDriver implements Driver {
 
   async #finish(inst: Instance, exit: { code: number | null; signal: NodeJS.Signals | null }): Promise<void> {
     if (inst.killTimer) clearTimeout(inst.killTimer);
+    if (inst.oomWatch) clearInterval(inst.oomWatch);
+    // A kill by the kernel for memory is read here too: the app may have gone before the next poll.
+    const reason = inst.exitReason ?? (await this.#outOfMemory(inst));
     const how = exit.signal ? `killed by signal ${exit.signal}` : `exited with code ${exit.code}`;
     inst.log?.note(`${how}${inst.requested ? ' (stop requested)' : ''}`);
+    if (reason) inst.log?.note(reason);
     await inst.log?.close().catch(() => undefined);
     await this.#release(inst);
-    this.#instances.reportExit(inst, exit);
+    this.#instances.reportExit(inst, { ...exit, ...(reason ? { reason } : {}) });
   }
 
   /** Frees the namespace, address block, port and state files of an instance; never throws. */
@@ -431,6 +532,11 @@ export class ProcessDriver implements Driver {
       this.#spares.fill();
     }
     inst.port = null;
+    if (inst.oomWatch) clearInterval(inst.oomWatch);
+    if (inst.cgroup) {
+      await inst.cgroup.remove().catch((e: unknown) => inst.log?.note(`could not remove cgroup ${inst.cgroup?.name}: ${errorText(e)}`));
+      inst.cgroup = null;
+    }
     await rm(join(this.#stateDir, inst.names.ns), { recursive: true, force: true }).catch(() => undefined);
     await rm(join(this.#stateDir, `${inst.names.ns}.json`), { force: true }).catch(() => undefined);
   }

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { lstatSync, readlinkSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 
@@ -15,6 +16,12 @@ export interface SandboxSpec {
   /** Host name seen inside (its own UTS namespace). */
   hostname: string;
   argv: string[];
+  /** Size of the private /tmp in bytes (bwrap `--size`); absent: the kernel's default, half the RAM. */
+  tmpBytes?: number;
+  /** Inherited fd holding a compiled seccomp program (bwrap `--seccomp FD`; see seccomp.ts). */
+  seccompFd?: number;
+  /** Forbid user namespaces inside (bwrap `--disable-userns`, which needs its own `--unshare-user`). */
+  disableUserns?: boolean;
 }
 
 // Everything an ordinary dynamically linked program needs; on merged-/usr
@@ -68,11 +75,14 @@ export function sandboxArgv(spec: SandboxSpec): string[] {
     '--dev', '/dev',
     '--proc', '/proc',
     // /tmp first: binds below it (test image dirs live in /tmp) must land on top of the tmpfs.
+    ...(spec.tmpBytes !== undefined ? ['--size', String(spec.tmpBytes)] : []),
     '--tmpfs', '/tmp',
     ...binds,
     ...files,
     '--chdir', spec.cwd,
     '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--hostname', spec.hostname,
+    ...(spec.disableUserns ? ['--unshare-user', '--disable-userns'] : []),
+    ...(spec.seccompFd !== undefined ? ['--seccomp', String(spec.seccompFd)] : []),
     '--die-with-parent',
     '--',
     ...spec.argv,
@@ -103,4 +113,27 @@ export function unreachableBySandbox(path: string): string | null {
     }
   }
   return null;
+}
+
+/** Options of this machine's bubblewrap that limits rely on. */
+export interface BwrapFeatures {
+  /** `--size` before `--tmpfs` (bubblewrap 0.5+). */
+  tmpfsSize: boolean;
+  /** `--disable-userns` (bubblewrap 0.8+). */
+  disableUserns: boolean;
+  seccomp: boolean;
+}
+
+let features: BwrapFeatures | undefined;
+
+/** Reads `bwrap --help` once. */
+export function bwrapFeatures(): BwrapFeatures {
+  if (features) return features;
+  const r = spawnSync('bwrap', ['--help'], { encoding: 'utf8', timeout: 5000 });
+  const help = `${r.stdout ?? ''}${r.stderr ?? ''}`;
+  return (features = {
+    tmpfsSize: /^\s*--size\b/m.test(help),
+    disableUserns: /^\s*--disable-userns\b/m.test(help),
+    seccomp: /^\s*--seccomp\b/m.test(help),
+  });
 }
