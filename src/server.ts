@@ -173,7 +173,18 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
   });
 
   const api = await buildApi(
-    { users, instances, routes, maxArchiveBytes: config.maxArchiveBytes, gatePort: gateAddr.port, domain: config.domain, metrics: () => gate!.metrics() },
+    {
+      users,
+      instances,
+      routes,
+      maxArchiveBytes: config.maxArchiveBytes,
+      gatePort: gateAddr.port,
+      domain: config.domain,
+      metrics: () => gate!.metrics(),
+      // A host's series go to the tenant holding the host now (the names registry), every host's to the operator.
+      hostMetrics: (userId) => gate!.hostMetrics(userId === null ? () => true : (h) => h !== '' && names.holderOf(h)?.userId === userId),
+      metricsToken: config.metricsToken,
+    },
     log,
     [
       (app) => {

@@ -90,6 +90,9 @@ const DOC = {
   security: [{ basic: [] }],
   paths: {
     '/v1/health': { get: { security: [], summary: 'Liveness', responses: { 200: ok({ type: 'object' }) } } },
+    '/v1/metrics': {
+      get: { summary: "Gate requests of the caller's own hosts, by host and status (Prometheus text)", responses: { 200: { description: 'Prometheus text' }, ...errors } },
+    },
     '/v1/me': { get: { summary: 'The authenticated user and plan', responses: { 200: ok({ type: 'object' }), ...errors } } },
     '/v1/instances': {
       get: { summary: 'List instances', responses: { 200: ok({ type: 'object', properties: { instances: { type: 'array', items: ref('Instance') } } }), ...errors } },

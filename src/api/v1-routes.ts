@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { EphError } from '../core/errors.ts';
@@ -25,8 +26,24 @@ export function v1Routes(app: FastifyInstance, deps: ApiDeps): void {
 
   app.get('/v1/openapi.json', async () => openApiDocument());
   app.get('/v1/health', async () => ({ ok: true }));
-  // Scraped by Prometheus without credentials, as is customary; it names hosts but no secrets.
-  app.get('/metrics', async (_req, reply) => reply.type('text/plain; version=0.0.4').send(deps.metrics ? deps.metrics() : ''));
+  // Scraped by Prometheus without credentials, as is customary: so it names no host (they are
+  // tenants' business). The operator's token (EPH_METRICS_TOKEN) adds every host's series.
+  app.get('/metrics', async (req, reply) => {
+    let text = deps.metrics ? deps.metrics() : '';
+    const auth = req.headers.authorization;
+    if (auth !== undefined && /^bearer /i.test(auth)) {
+      if (!deps.metricsToken || !sameSecret(auth.slice(7).trim(), deps.metricsToken)) {
+        throw new EphError('UNAUTHORIZED', 'wrong metrics token (EPH_METRICS_TOKEN of the server)');
+      }
+      if (deps.hostMetrics) text += deps.hostMetrics(null);
+    }
+    return reply.type('text/plain; version=0.0.4').send(text);
+  });
+  // A tenant's own hosts, by host and status (Prometheus text; scrape with the user's credentials).
+  app.get('/v1/metrics', async (req, reply) => {
+    const u = await user(req);
+    return reply.type('text/plain; version=0.0.4').send(deps.hostMetrics ? deps.hostMetrics(u.id) : '');
+  });
 
   app.get('/v1/me', async (req) => {
     const u = await user(req);
@@ -183,4 +200,11 @@ function targetsOf(raw: unknown[]): GateTarget[] {
     }
     return { hostname: o.hostname, weight: o.weight };
   });
+}
+
+/** Compares a presented secret with the expected one in time that does not depend on where they differ. */
+function sameSecret(given: string, expected: string): boolean {
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
 }

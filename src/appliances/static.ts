@@ -122,13 +122,19 @@ export class StaticDriver implements ApplianceDriver {
           },
         }),
       ).catch((e: unknown) => {
-        if (e instanceof EphError) throw e;
-        throw new EphError('ARCHIVE_INVALID', `restore: expected a .tar.gz made by backup (${(e as Error).message})`);
+        // What the filter saw says more than the error it led to (the rest of a refused file is skipped).
+        if (tooBig === null && bad === null) {
+          if (e instanceof EphError) throw e;
+          const msg = (e as Error).message;
+          // node-tar's own guard against gzip bombs.
+          if (/decompression ratio/.test(msg)) throw new EphError('ARCHIVE_TOO_LARGE', `restore: the backup is a decompression bomb (${msg})`);
+          throw new EphError('ARCHIVE_INVALID', `restore: expected a .tar.gz made by backup (${msg})`);
+        }
       });
-      if (bad !== null) throw new EphError('ARCHIVE_UNSAFE', `restore: '${bad}' is not a plain file or directory`);
       if (tooBig !== null) {
         throw new EphError('ARCHIVE_TOO_LARGE', `restore: the backup unpacks to more than the limit of ${unpackLimit} bytes (passed at '${tooBig}')`);
       }
+      if (bad !== null) throw new EphError('ARCHIVE_UNSAFE', `restore: '${bad}' is not a plain file or directory`);
       // The same rules once more on what really landed, whatever the tar library did.
       await settleTree(incoming);
       const old = join(dir, `files.old-${randomBytes(4).toString('hex')}`);

@@ -38,6 +38,8 @@ export interface Config {
   dnsServers: string[];
   /** Throttling of failed authentications (docs/security.md, Authentication). */
   authLimits: AuthLimits;
+  /** The operator's bearer token for every host's gate series on /metrics (EPH_METRICS_TOKEN); null: none. */
+  metricsToken: string | null;
 }
 
 /** A token bucket: `burst` failures at once, refilled at `burst` per `windowMs`. */
@@ -202,7 +204,17 @@ export function loadConfig(flags: ConfigInput, env: NodeJS.ProcessEnv = process.
     authLimits: parseAuthLimits(env),
     verifyDomains: flags.verifyDomains ?? env.EPH_VERIFY_DOMAINS === '1',
     dnsServers: (env.EPH_DNS_SERVERS ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''),
+    metricsToken: parseMetricsToken(env.EPH_METRICS_TOKEN),
   };
+}
+
+/** From the environment only: a flag would show the token to every account in `ps`. */
+function parseMetricsToken(raw: string | undefined): string | null {
+  if (raw === undefined || raw === '') return null;
+  if (raw.length < 16 || !/^[\x21-\x7e]+$/.test(raw)) {
+    throw new EphError('INVALID_CONFIG', 'EPH_METRICS_TOKEN: expected at least 16 visible ASCII characters (e.g. `openssl rand -hex 16`)');
+  }
+  return raw;
 }
 
 function checkPrefix(raw: string): string {

@@ -52,6 +52,7 @@ export interface ActiveCount {
 }
 
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
+const NO_RANGES: readonly number[] = [];
 /** Landing buffer for visitor reads (see readIntoSharedBuffer); one suffices on a single-threaded event loop. */
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 /** Bytes read ahead of the current exchange (pipelined requests) before reading pauses. */
@@ -92,8 +93,8 @@ export class ClientConn implements UpstreamOwner {
   readonly #ctx: GateContext;
   readonly #tls: boolean;
   readonly #remote: string;
-  /** `X-Forwarded-Proto` and the start of `X-Forwarded-Host`, fixed per listener. */
-  readonly #xfTail: string;
+  /** The forwarding lines that depend on the connection only (peer address, TLS), up to Forwarded's `host=`. */
+  readonly #xfHead: string;
   #phase = P_HEAD;
   #paused = false;
   /** A partial request head. */
@@ -136,7 +137,7 @@ export class ClientConn implements UpstreamOwner {
   #rcVersion = -1;
   #rcHost: string | null = null;
   #rcRoute: HostRoute | undefined = undefined;
-  /** The X-Forwarded-* lines and the final CRLF for #rcRaw (when the visitor sent no X-Forwarded-For). */
+  /** The forwarding lines for #rcRaw (see forwardingHead), built once per Host per connection. */
   #rcTail = '';
   #upstream: UpstreamConn | null = null;
   #headSent = false;
@@ -162,7 +163,7 @@ export class ClientConn implements UpstreamOwner {
     this.#ctx = ctx;
     this.#tls = tls;
     this.#remote = socket.remoteAddress ?? '';
-    this.#xfTail = `\r\nX-Forwarded-Proto: ${tls ? 'https' : 'http'}\r\nX-Forwarded-Host: `;
+    this.#xfHead = forwardingHead(this.#remote, tls);
     this.#connectedAt = this.#idleSince = performance.now();
     socket.setNoDelay(true);
     if (tls || !readIntoSharedBuffer(socket, READ_BUFFER, this.#onRead)) socket.on('data', this.#onData);
@@ -326,10 +327,11 @@ export class ClientConn implements UpstreamOwner {
     this.#rcVersion = ctx.table.version;
     this.#rcHost = host;
     this.#rcRoute = host === null ? undefined : ctx.table.get(host);
-    this.#rcTail = `X-Forwarded-For: ${this.#remote}${this.#xfTail}${raw}\r\n`;
+    // raw passed the head parser and normalizeHost: no CR, LF, quote or backslash can be in it.
+    this.#rcTail = `${this.#xfHead}"${raw}"\r\nX-Forwarded-Host: ${raw}\r\n`;
   }
 
-  /** The head sent upstream: hop-by-hop and client-set X-Forwarded-* lines dropped, ours added. */
+  /** The head sent upstream: hop-by-hop and visitor-set forwarding lines dropped, ours added. */
   #forwardHead(h: string, rh: RequestHead): string {
     const drop = rh.drop;
     let s: string;
@@ -346,7 +348,7 @@ export class ClientConn implements UpstreamOwner {
       from = drop[i + 1]!;
     }
     s += h.slice(from, h.length - 2);
-    s += rh.xff === null ? this.#rcTail : `X-Forwarded-For: ${rh.xff}, ${this.#remote}${this.#xfTail}${this.#rcRaw}\r\n`;
+    s += this.#rcTail;
     if (this.#upgrade) s += `Connection: upgrade\r\nUpgrade: ${rh.upgrade}\r\n`;
     return `${s}\r\n`;
   }
@@ -561,7 +563,12 @@ export class ClientConn implements UpstreamOwner {
       } else this.#resState = R_CLOSE;
       if (this.#upgrade) this.#closeAfter = true; // a declined upgrade: the client may not expect reuse
       this.#reusable = rs.minor === 1 && !rs.connClose && this.#resState !== R_CLOSE;
-      if (this.#setCookie !== null || (this.#closeAfter && !rs.connClose) || this.#resState === R_CLOSE) {
+      if (
+        this.#setCookie !== null ||
+        (this.#closeAfter && !rs.connClose) ||
+        this.#resState === R_CLOSE ||
+        (rs.transferEncoding && rs.lengthLines.length > 0)
+      ) {
         this.#toClient(this.#rewriteHead(b.toString('latin1', i, headEnd)));
         from = headEnd;
       } else from = i;
@@ -604,17 +611,38 @@ export class ClientConn implements UpstreamOwner {
     }
   }
 
-  /** The response head with the gate's changes: the sticky cookie, and Connection: close when closing. */
+  /**
+   * The response head with the gate's changes: the sticky cookie, Connection: close
+   * when closing, and no Content-Length next to a Transfer-Encoding (RFC 9112 §6.3:
+   * a proxy removes it, or the client might frame the body by it).
+   */
   #rewriteHead(h: string): string {
     const rs = this.#rs;
     const closing = this.#closeAfter || this.#resState === R_CLOSE;
-    let s = h.slice(0, h.length - 2);
-    if (closing && rs.drop.length > 0) {
+    const conn = closing ? rs.drop : NO_RANGES;
+    const len = rs.transferEncoding ? rs.lengthLines : NO_RANGES;
+    let s: string;
+    if (conn.length === 0 && len.length === 0) s = h.slice(0, h.length - 2);
+    else {
+      // Both range lists ascend; take them in order.
       s = '';
       let from = 0;
-      for (let k = 0; k < rs.drop.length; k += 2) {
-        s += h.slice(from, rs.drop[k]);
-        from = rs.drop[k + 1]!;
+      let a = 0;
+      let b = 0;
+      while (a < conn.length || b < len.length) {
+        let r: readonly number[];
+        let k: number;
+        if (b >= len.length || (a < conn.length && conn[a]! < len[b]!)) {
+          r = conn;
+          k = a;
+          a += 2;
+        } else {
+          r = len;
+          k = b;
+          b += 2;
+        }
+        s += h.slice(from, r[k]);
+        from = r[k + 1]!;
       }
       s += h.slice(from, h.length - 2);
     }
@@ -938,6 +966,22 @@ export class ClientConn implements UpstreamOwner {
 }
 
 function noop(): void {}
+
+/**
+ * The start of the forwarding lines the gate adds to every request, from what
+ * it knows itself: the peer's address and whether the visitor came over TLS.
+ * `X-Forwarded-For` holds the peer only (the gate is the edge: any chain a
+ * visitor sends is a claim, dropped with the rest of its forwarding lines).
+ * Ends inside `Forwarded`, just before its host=, which is per Host.
+ */
+export function forwardingHead(remote: string, tls: boolean): string {
+  // An IPv4 visitor on a dual-stack listener shows as ::ffff:a.b.c.d; apps expect a.b.c.d.
+  const addr = remote.startsWith('::ffff:') && remote.includes('.') ? remote.slice(7) : remote || 'unknown';
+  const proto = tls ? 'https' : 'http';
+  // RFC 7239 §6: an IPv6 address is quoted and bracketed.
+  const node = addr.includes(':') ? `"[${addr}]"` : addr;
+  return `X-Forwarded-For: ${addr}\r\nX-Real-IP: ${addr}\r\nX-Forwarded-Proto: ${proto}\r\nForwarded: for=${node};proto=${proto};host=`;
+}
 
 /** net.Socket's slots behind the `onread` option of net.connect; null when this Node has none. */
 let readSlots: { buffer: symbol; callback: symbol } | null | undefined;

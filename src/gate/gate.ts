@@ -41,8 +41,10 @@ export interface Gate {
   close(graceMs?: number): Promise<void>;
   /** Requests in flight plus open WebSockets and streams of one instance: non-zero means it is in use. */
   activeCount(hostname: string): number;
-  /** Prometheus text. */
+  /** Prometheus text, without host names (safe to serve without credentials). */
   metrics(): string;
+  /** Per-host request series for the hosts `include` accepts (an owner's own, or all for the operator). */
+  hostMetrics(include: (host: string) => boolean): string;
   /** Exposed in metrics as eph_instances_running. */
   setRunningInstances(n: number): void;
   /** Counts one idle reap (eph_idle_reaps_total). */
@@ -147,6 +149,9 @@ export function createGate(opts: GateOptions): Gate {
     },
     metrics() {
       return metrics.render();
+    },
+    hostMetrics(include) {
+      return metrics.renderHosts(include);
     },
     setRunningInstances(n) {
       metrics.setRunningInstances(n);

@@ -51,10 +51,13 @@ export class RequestHead {
   upgrade: string | null = null;
   cookie: string | null = null;
   accept: string | null = null;
-  xff: string | null = null;
   /** Index just past the request line's CRLF. */
   headersStart = 0;
-  /** [start, end) ranges of header lines the gate drops (hop-by-hop, X-Forwarded-*). */
+  /**
+   * [start, end) ranges of header lines the gate drops: hop-by-hop ones, and every
+   * line a visitor could use to pose as someone else to the app (Forwarded,
+   * X-Real-IP, X-Forwarded-*); the gate sets those from what it knows itself.
+   */
   drop: number[] = [];
   /** Status to answer when parsing failed (400, 501, 505), 0 when the head is fine. */
   error = 0;
@@ -71,7 +74,6 @@ export class RequestHead {
     this.upgrade = null;
     this.cookie = null;
     this.accept = null;
-    this.xff = null;
     this.drop.length = 0;
     this.error = 0;
   }
@@ -189,6 +191,10 @@ export function parseRequestHead(h: string, rh: RequestHead): boolean {
           rh.drop.push(pos, eol + 2);
         }
         break;
+      case 9:
+        // Forwarded (RFC 7239) and X-Real-IP: set by the gate, never taken from a visitor.
+        if (lowerEq(h, pos, 'forwarded') || lowerEq(h, pos, 'x-real-ip')) rh.drop.push(pos, eol + 2);
+        break;
       case 10:
         if (lowerEq(h, pos, 'connection')) {
           parseConnection(rh, trimValue(h, colon + 1, eol));
@@ -204,11 +210,8 @@ export function parseRequestHead(h: string, rh: RequestHead): boolean {
         }
         break;
       case 15:
-        if (lowerEq(h, pos, 'x-forwarded-for')) {
-          const v = trimValue(h, colon + 1, eol);
-          rh.xff = rh.xff === null ? v : `${rh.xff}, ${v}`;
-          rh.drop.push(pos, eol + 2);
-        }
+        // Not appended to: the gate is the edge, so a visitor's own chain is only a claim.
+        if (lowerEq(h, pos, 'x-forwarded-for')) rh.drop.push(pos, eol + 2);
         break;
       case 16:
         if (lowerEq(h, pos, 'x-forwarded-host') || lowerEq(h, pos, 'proxy-connection')) rh.drop.push(pos, eol + 2);
@@ -261,15 +264,21 @@ export class ResponseHead {
   contentLength = -1;
   chunked = false;
   connClose = false;
+  /** A Transfer-Encoding line was present: it frames the body, and Content-Length lines must go. */
+  transferEncoding = false;
   /** [start, end) of Connection and Keep-Alive lines, for rewriting when the client closes. */
   drop: number[] = [];
+  /** [start, end) of Content-Length lines, dropped from the forwarded head when `transferEncoding` (RFC 9112 §6.3). */
+  lengthLines: number[] = [];
   ok = true;
 
   reset(): void {
     this.contentLength = -1;
     this.chunked = false;
     this.connClose = false;
+    this.transferEncoding = false;
     this.drop.length = 0;
+    this.lengthLines.length = 0;
     this.ok = true;
   }
 }
@@ -325,17 +334,23 @@ export function parseResponseHeadBytes(b: Uint8Array, start: number, end: number
       const v = digitsValue(b, colon + 1, eol);
       if (v < 0 || (rs.contentLength !== -1 && rs.contentLength !== v)) return (rs.ok = false);
       rs.contentLength = v;
+      rs.lengthLines.push(pos - start, eol + 2 - start);
     } else if (n === 17 && lowerEqBytes(b, pos, 'transfer-encoding')) {
-      // A response may be close-delimited with another coding; only a final `chunked` frames it.
-      if (endsWithChunked(b, colon + 1, eol)) rs.chunked = true;
-      else rs.connClose = true;
+      // The codings of later lines follow those of earlier ones: the last line names the final one.
+      rs.transferEncoding = true;
+      rs.chunked = endsWithChunked(b, colon + 1, eol);
     } else if (n === 10 && (lowerEqBytes(b, pos, 'connection') || lowerEqBytes(b, pos, 'keep-alive'))) {
       if ((b[pos]! | 0x20) === 99 /* c */ && hasCloseToken(b, colon + 1, eol)) rs.connClose = true;
       rs.drop.push(pos - start, eol + 2 - start);
     }
     pos = eol + 2;
   }
-  if (rs.chunked) rs.contentLength = -1;
+  // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length; without a final
+  // `chunked`, the body runs until the app closes the connection.
+  if (rs.transferEncoding) {
+    rs.contentLength = -1;
+    if (!rs.chunked) rs.connClose = true;
+  }
   return true;
 }
 

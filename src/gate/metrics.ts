@@ -2,6 +2,10 @@
  * Prometheus counters for the gate. Everything is a plain number in a
  * preallocated structure: recording a request costs two Map lookups and no
  * strings; the text is built only when /metrics is scraped.
+ *
+ * Host names are tenants' business: the public text ({@link GateMetrics.render})
+ * has no host label; per-host series come from {@link GateMetrics.renderHosts},
+ * which the API serves only to a host's owner or the operator.
  */
 
 /** Upper bounds (seconds) of the request latency histogram. */
@@ -87,17 +91,35 @@ export class GateMetrics {
     this.#idleReaps++;
   }
 
-  /** Prometheus text exposition format 0.0.4. */
-  render(): string {
+  /**
+   * Per-host series for the hosts `include` accepts, Prometheus text: for an
+   * owner (their own hosts) or the operator (all). Unknown hosts (`host=""`)
+   * belong to nobody and are shown only when `include('')` says so.
+   */
+  renderHosts(include: (host: string) => boolean): string {
     const out: string[] = [
-      '# HELP eph_gate_requests_total Requests answered by the gate, by route host and status.',
-      '# TYPE eph_gate_requests_total counter',
+      '# HELP eph_gate_host_requests_total Requests answered by the gate, by route host and status.',
+      '# TYPE eph_gate_host_requests_total counter',
     ];
     for (const [host, byStatus] of this.#requests) {
+      if (!include(host)) continue;
       for (const [status, n] of byStatus) {
-        out.push(`eph_gate_requests_total{host="${label(host)}",status="${status}"} ${n}`);
+        out.push(`eph_gate_host_requests_total{host="${label(host)}",status="${status}"} ${n}`);
       }
     }
+    return `${out.join('\n')}\n`;
+  }
+
+  /** Prometheus text exposition format 0.0.4, with no host names in it (served without credentials). */
+  render(): string {
+    const out: string[] = [
+      '# HELP eph_gate_requests_total Requests answered by the gate, by status (all hosts).',
+      '# TYPE eph_gate_requests_total counter',
+    ];
+    // Summed here, at scrape time, so that recording a request stays one per-host update.
+    const byStatus = new Map<number, number>();
+    for (const m of this.#requests.values()) for (const [status, n] of m) byStatus.set(status, (byStatus.get(status) ?? 0) + n);
+    for (const [status, n] of [...byStatus].sort((a, b) => a[0] - b[0])) out.push(`eph_gate_requests_total{status="${status}"} ${n}`);
     out.push(
       '# HELP eph_gate_request_duration_seconds Time from request head to the end of the response.',
       '# TYPE eph_gate_request_duration_seconds histogram',

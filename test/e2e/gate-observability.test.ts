@@ -6,10 +6,13 @@ import { versionApp } from './gate-apps.ts';
 
 /**
  * What an operator sees of the gate: /metrics on the API (Prometheus text)
- * and the JSON access log that EPH_ACCESS_LOG=1 turns on.
+ * and the JSON access log that EPH_ACCESS_LOG=1 turns on. Per-host series
+ * (issue 8 §12): never on the public /metrics; on /v1/metrics for the host's
+ * owner, and on /metrics with the operator's EPH_METRICS_TOKEN.
  */
 let cloud: TestCloud;
 let inst: string;
+const OPERATOR_TOKEN = `operator-${process.pid}-0123456789abcdef`;
 const lines: string[] = [];
 
 /** A pino logger writing into `into`, one JSON line per entry, as pino writes to stdout. */
@@ -17,7 +20,10 @@ const capture = (into: string[]) => pino({ level: 'info' }, { write: (s: string)
 const accessEntries = (from: string[]) => from.map((l) => JSON.parse(l) as Record<string, unknown>).filter((e) => e.part === 'gate' && 'status' in e);
 
 before(async () => {
-  cloud = await startTestCloud({ idleTimeout: '2s' }, { reapIntervalMs: 200, env: { EPH_ACCESS_LOG: '1' }, logger: capture(lines) });
+  cloud = await startTestCloud(
+    { idleTimeout: '2s' },
+    { reapIntervalMs: 200, env: { EPH_ACCESS_LOG: '1', EPH_METRICS_TOKEN: OPERATOR_TOKEN }, logger: capture(lines) },
+  );
   inst = await cloud.publish(await versionApp('v1'));
 });
 after(() => cloud?.close());
@@ -34,7 +40,7 @@ const sample = (text: string, series: string) => {
   return line ? Number(line.slice(series.length + 1)) : NaN;
 };
 
-test('/metrics counts requests by host and status, wakes with their duration, running instances and idle reaps', async () => {
+test('/metrics counts requests by status (no host names), wakes with their duration, running instances and idle reaps', async () => {
   const m0 = await metrics();
   assert.equal(sample(m0, 'eph_instances_running'), 0);
   assert.equal(sample(m0, 'eph_gate_wakes_total{result="ok"}'), 0);
@@ -43,8 +49,9 @@ test('/metrics counts requests by host and status, wakes with their duration, ru
   assert.equal((await cloud.visit('nobody.example.test')).status, 404);
 
   const m = await metrics();
-  assert.equal(sample(m, `eph_gate_requests_total{host="${inst}",status="200"}`), 3);
-  assert.equal(sample(m, 'eph_gate_requests_total{host="",status="404"}'), 1, 'unknown hosts share one series');
+  assert.equal(sample(m, 'eph_gate_requests_total{status="200"}'), 3);
+  assert.equal(sample(m, 'eph_gate_requests_total{status="404"}'), 1);
+  assert.ok(!m.includes(inst) && !m.includes('host='), `the public text names no host:\n${m}`);
   assert.equal(sample(m, 'eph_gate_wakes_total{result="ok"}'), 1, 'three requests, one wake');
   assert.equal(sample(m, 'eph_gate_wake_duration_seconds_count'), 1);
   assert.ok(sample(m, 'eph_gate_wake_duration_seconds_sum') > 0);
@@ -95,6 +102,37 @@ test('without EPH_ACCESS_LOG the gate writes no access log', async (t) => {
   t.after(() => other.close());
   assert.equal((await other.visit('unknown.example.test')).status, 404);
   // The same request logged at once on the other cloud; here the metrics saw it and the log did not.
-  assert.match((await other.api('GET', '/metrics', { user: null })).text, /eph_gate_requests_total\{host="",status="404"\} 1/);
+  assert.match((await other.api('GET', '/metrics', { user: null })).text, /eph_gate_requests_total\{status="404"\} 1/);
   assert.deepEqual(accessEntries(quiet), []);
+});
+
+test("per-host series: the owner's own on /v1/metrics, none of another's; every host's with the operator's token", async () => {
+  const bob = await cloud.addUser(`bob${process.pid}`);
+  const bobInst = await cloud.publish(await versionApp('bob'), { user: bob });
+  assert.equal((await cloud.visit(inst, '/own')).status, 200);
+  assert.equal((await cloud.visit(bobInst, '/bob')).status, 200);
+  assert.equal((await cloud.visit('stranger.example.test')).status, 404);
+
+  const host = (text: string, h: string, status: number) => sample(text, `eph_gate_host_requests_total{host="${h}",status="${status}"}`);
+  const mine = await cloud.api('GET', '/v1/metrics');
+  assert.equal(mine.status, 200);
+  assert.match(String(mine.headers['content-type']), /^text\/plain/);
+  assert.ok(host(mine.text, inst, 200) >= 1, mine.text);
+  assert.ok(!mine.text.includes(bobInst) && !mine.text.includes('host=""'), `only the caller's hosts:\n${mine.text}`);
+
+  const bobs = await cloud.api('GET', '/v1/metrics', { user: bob });
+  assert.equal(bobs.status, 200);
+  assert.equal(host(bobs.text, bobInst, 200), 1);
+  assert.ok(!bobs.text.includes(inst), `not the first user's host:\n${bobs.text}`);
+
+  assert.equal((await cloud.api('GET', '/v1/metrics', { user: null })).status, 401, 'no credentials, no per-host series');
+
+  const op = await cloud.api('GET', '/metrics', { user: null, headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } });
+  assert.equal(op.status, 200);
+  assert.ok(host(op.text, inst, 200) >= 1 && host(op.text, bobInst, 200) === 1, op.text);
+  assert.ok(host(op.text, '', 404) >= 1, 'unknown hosts too');
+  assert.equal(sample(op.text, 'eph_gate_requests_total{status="404"}'), host(op.text, '', 404), 'and the aggregate series');
+  const wrong = await cloud.api('GET', '/metrics', { user: null, headers: { authorization: 'Bearer not-the-operator-token' } });
+  assert.equal(wrong.status, 401);
+  assert.ok(!wrong.text.includes(inst));
 });

@@ -164,7 +164,9 @@ function rows(): Record<string, () => Case[]> {
     ],
     'DELETE /api/ephemerics/user/:userId/:host': () => [notYourPath('DELETE', `${cA}/${aHost}`), ...aInstances.map((h) => hidden('DELETE', `${cB}/${h}`))],
     // v1: service
-    'GET /metrics': () => [publicRoute('GET', '/metrics')],
+    // Public, so it names no host: nothing of A's shows to anyone (B's credentials are ignored there).
+    'GET /metrics': () => [publicRoute('GET', '/metrics'), ownOnly('GET', '/metrics')],
+    'GET /v1/metrics': () => [ownOnly('GET', '/v1/metrics')],
     'GET /v1/health': () => [publicRoute('GET', '/v1/health')],
     'GET /v1/openapi.json': () => [publicRoute('GET', '/v1/openapi.json')],
     'GET /v1/me': () => [ownOnly('GET', '/v1/me')],

@@ -5,7 +5,7 @@
  */
 import { once } from 'node:events';
 import http from 'node:http';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import type { HostPort } from '../../src/core/config.ts';
 import type { GateBackend } from '../../src/gate/backend.ts';
 import { createGate, type Gate, type GateOptions } from '../../src/gate/gate.ts';
@@ -212,4 +212,64 @@ export async function until(cond: () => boolean, deadlineMs = 5000, what = 'cond
 /** Counts complete responses (status lines) in raw text. */
 export function statusLines(text: string): number[] {
   return [...text.matchAll(/HTTP\/1\.[01] (\d{3}) /g)].map((m) => Number(m[1]));
+}
+
+/**
+ * A raw TCP "app" that records every byte the gate sends it, so that tests can
+ * assert on what was forwarded without an HTTP parser in between (a Node app's
+ * own parser would hide what a lenient app behind the gate would see). Each
+ * time the bytes received on a connection contain one more empty line (the end
+ * of a head), it writes `reply` (when set).
+ */
+export interface RawUpstream {
+  upstream: HostPort;
+  /** Every byte received, all connections in order of arrival. */
+  bytes(): Buffer;
+  /** Connections accepted so far. */
+  connections(): number;
+  /** What to answer after each request head (a function writes it itself); null: answer nothing. */
+  reply: RawReply;
+  close(): Promise<void>;
+}
+
+export type RawReply = string | Buffer | null | ((s: Socket) => void);
+
+export async function startRawUpstream(reply: RawReply = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'): Promise<RawUpstream> {
+  const parts: Buffer[] = [];
+  const socks = new Set<Socket>();
+  let accepted = 0;
+  const server = createServer((s) => {
+    accepted++;
+    socks.add(s);
+    let mine = '';
+    let answered = 0;
+    s.on('data', (c: Buffer) => {
+      parts.push(c);
+      mine += c.toString('latin1');
+      const heads = mine.split('\r\n\r\n').length - 1;
+      while (answered < heads) {
+        answered++;
+        const r = ru.reply;
+        if (typeof r === 'function') r(s);
+        else if (r !== null) s.write(r);
+      }
+    });
+    s.on('error', () => {});
+    s.on('close', () => socks.delete(s));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  const ru: RawUpstream = {
+    upstream: { host: '127.0.0.1', port },
+    bytes: () => Buffer.concat(parts),
+    connections: () => accepted,
+    reply,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of socks) s.destroy();
+        server.close(() => r());
+      }),
+  };
+  return ru;
 }

@@ -34,15 +34,24 @@ after(async () => {
   await b.close();
 });
 
-test('metrics: requests by route host and status, latency histogram, connections, running and reaps', async () => {
+test('metrics: requests by status (public, no host), by route host (for owners), latency histogram, connections, running and reaps', async () => {
   await request(g.port, { host: H1 });
   await request(g.port, { host: H1 });
   await request(g.port, { host: 'unknown.split.test' });
   g.gate.setRunningInstances(3);
   g.gate.countIdleReap();
   const m = g.gate.metrics();
-  assert.match(m, new RegExp(`eph_gate_requests_total\\{host="${H1.replace(/\./g, '\\.')}",status="200"\\} 2\\n`));
-  assert.match(m, /eph_gate_requests_total\{host="",status="404"\} 1\n/, 'unknown hosts share one label');
+  assert.match(m, /^eph_gate_requests_total\{status="200"\} 2$/m);
+  assert.match(m, /^eph_gate_requests_total\{status="404"\} 1$/m);
+  assert.ok(!m.includes('host=') && !m.includes(H1) && !m.includes('unknown.split.test'), `the public text names no host:\n${m}`);
+  const hostRe = new RegExp(`^eph_gate_host_requests_total\\{host="${H1.replace(/\./g, '\\.')}",status="200"\\} 2$`, 'm');
+  const all = g.gate.hostMetrics(() => true);
+  assert.match(all, hostRe);
+  assert.match(all, /^eph_gate_host_requests_total\{host="",status="404"\} 1$/m, 'unknown hosts share one label');
+  const own = g.gate.hostMetrics((h) => h === H1);
+  assert.match(own, hostRe);
+  assert.ok(!own.includes('host=""'), 'only the hosts asked for');
+  assert.ok(!g.gate.hostMetrics((h) => h === H2).includes(H1));
   assert.match(m, /# TYPE eph_gate_request_duration_seconds histogram/);
   assert.match(m, /eph_gate_request_duration_seconds_bucket\{le="\+Inf"\} 3\n/);
   assert.match(m, /eph_gate_request_duration_seconds_count 3\n/);
