@@ -23,6 +23,7 @@ export function serveCommand(program: Command): void {
     .option('--max-archive <size>', 'archive size limit (EPH_MAX_ARCHIVE, default 50MB)')
     .option('--plans <list>', 'plan limits, e.g. free=1,standard=10 (EPH_PLANS)')
     .option('--plan-quotas <spec>', 'per-user limits of each plan, e.g. free:instances=20,storage=2GiB (EPH_PLAN_QUOTAS)')
+    .option('--plan-limits <spec>', 'per-instance limits of each plan, e.g. free:memory=256MiB,cpus=0.5,pids=128,files=1024,tmp=64MiB (EPH_PLAN_LIMITS)')
     .option('--public-host <host>', 'address of appliance TLS-PSK endpoints (EPH_PUBLIC_HOST, default 127.0.0.1)')
     .option('--verify-domains', 'tenants prove a domain with a DNS TXT record before claiming it (EPH_VERIFY_DOMAINS=1)')
     .option('--json', 'print the start-up summary as JSON')

@@ -95,7 +95,7 @@ export function detectCgroups(prefix: string, mountsFile = '/proc/mounts'): Cgro
 export function describeCgroups(s: CgroupSupport): string {
   if (s.mode === 'off') return `limits off (${s.reason})`;
   if (s.mode === 'v2') return `cgroup v2 at ${s.root}`;
-  return `cgroup v1 (${Object.keys(s.mounts).join(', ')})`;
+  return `cgroup v1 (${CONTROLLERS.filter((c) => s.mounts[c]).join(', ')})`;
 }
 
 /**
