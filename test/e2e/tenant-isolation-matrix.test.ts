@@ -315,7 +315,7 @@ test('every route of both APIs has a row in the matrix', () => {
   assert.deepEqual([...new Set(missing)], [], 'routes without a row: add one (hidden/refused/notYourPath/ownOnly/publicRoute)');
 });
 
-test("B against A's names on every route: hidden, refused or own-only, and A's state is unchanged", async () => {
+test("B against A's names on every route: hidden, refused or own-only, and A's state is unchanged", async (t) => {
   const table = rows();
   const before = await stateOfA();
   const failures: string[] = [];
@@ -337,6 +337,7 @@ test("B against A's names on every route: hidden, refused or own-only, and A's s
       if (verdict) failures.push(verdict);
     }
   }
+  t.diagnostic(`${requests} requests over ${seen.size} routes`);
   assert.deepEqual(failures, [], `${failures.length} of ${requests} requests`);
   assert.ok(requests > 100, `only ${requests} requests made`);
   assert.deepEqual(await stateOfA(), before, "A's instance, alias, route, certificate, site, appliances and CI run are as they were");

@@ -163,3 +163,17 @@ test('claims of one name run one at a time', async () => {
   await Promise.all([first, second]);
   assert.deepEqual(order, ['first in', 'other', 'first out', 'second']);
 });
+
+test('the registry is the only writer of the routing table in src/', async () => {
+  // A second writer would bypass the owner checks: every table.set/delete outside names.ts is a finding.
+  const { readdir, readFile } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const root = join(import.meta.dirname, '..', '..', 'src');
+  const writers: string[] = [];
+  for (const rel of await readdir(root, { recursive: true })) {
+    if (!rel.endsWith('.ts') || rel === join('services', 'names.ts') || rel === join('gate', 'routing-table.ts')) continue;
+    const text = await readFile(join(root, rel), 'utf8');
+    for (const m of text.matchAll(/\b(?:#?table|#?o\.table)\.(?:set|delete)\(/g)) writers.push(`${rel}: ${m[0]}`);
+  }
+  assert.deepEqual(writers, []);
+});
