@@ -51,6 +51,13 @@ export interface Gate {
   countIdleReap(): void;
   /** Drops pooled connections to an instance that stopped. */
   forgetInstance(hostname: string): void;
+  /**
+   * Bytes the gate has read so far from the visitor connected from `remotePort`
+   * (the socket's own count: nothing is added on the hot path); null when no
+   * such visitor is connected. For diagnostics, and for tests that check what
+   * the gate holds in memory for a visitor (e.g. during a wake).
+   */
+  bytesReadFrom(remotePort: number): number | null;
 }
 
 /**
@@ -161,6 +168,10 @@ export function createGate(opts: GateOptions): Gate {
     },
     forgetInstance(hostname) {
       pool.drop(hostname);
+    },
+    bytesReadFrom(remotePort) {
+      for (const c of ctx.conns) if (c.socket.remotePort === remotePort) return c.socket.bytesRead;
+      return null;
     },
   };
 }

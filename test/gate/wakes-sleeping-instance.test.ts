@@ -83,6 +83,81 @@ test('a large POST sent during a wake is held (not buffered) and arrives intact'
   assert.ok(process.memoryUsage().rss - rss < 64 * 1024 * 1024, 'the body was streamed, not gathered');
 });
 
+/**
+ * Issue 17 §5: what the gate holds of a visitor's body while the instance
+ * wakes, counted where it happens: the bytes the gate has read from the
+ * visitor's socket (the socket's own count). The rest waits in the visitor
+ * (TCP backpressure), not in the gate's memory.
+ */
+for (const [name, framing] of [
+  ['Content-Length', 'length'],
+  ['chunked', 'chunked'],
+] as const) {
+  test(`a ${name} body of 8 MiB sent during a wake: the gate reads at most ~64 KiB of it until the instance is up`, async (t) => {
+    const g = await startGate();
+    t.after(() => g.gate.close(1000));
+    const w = manualWake(g, () => hashApp.upstream);
+    const body = randomBytes(8 * 1024 * 1024);
+    const want = `${body.length} ${createHash('sha256').update(body).digest('hex')}`;
+    const head =
+      `POST /upload HTTP/1.1\r\nHost: ${H1}\r\nConnection: close\r\n` +
+      (framing === 'length' ? `Content-Length: ${body.length}\r\n\r\n` : 'Transfer-Encoding: chunked\r\n\r\n');
+    const wire =
+      framing === 'length'
+        ? Buffer.concat([Buffer.from(head, 'latin1'), body])
+        : Buffer.concat([Buffer.from(`${head}${body.length.toString(16)}\r\n`, 'latin1'), body, Buffer.from('\r\n0\r\n\r\n', 'latin1')]);
+    const s = connect({ host: '127.0.0.1', port: g.port });
+    t.after(() => s.destroy());
+    await once(s, 'connect');
+    const answer = new Promise<string>((resolve) => {
+      let text = '';
+      s.on('data', (c: Buffer) => (text += c.toString('latin1')));
+      s.on('close', () => resolve(text));
+      s.on('error', () => {});
+    });
+    // Written in 16 KiB pieces: a piece's callback says the visitor's kernel took it.
+    let handed = 0;
+    let off = 0;
+    const pump = (): void => {
+      while (off < wire.length) {
+        const piece = wire.subarray(off, Math.min(off + 16 * 1024, wire.length));
+        off += piece.length;
+        if (!s.write(piece, () => (handed += piece.length))) {
+          s.once('drain', pump);
+          return;
+        }
+      }
+    };
+    pump();
+    await until(() => g.gate.activeCount(H1) === 1, 30_000, 'POST held');
+    // The signal that the gate has stopped reading: what the visitor has handed to its kernel
+    // stops moving (the kernel buffers on both sides are full). The gate runs in this process:
+    // while it reads, every turn of the event loop would move it, so a still count means paused.
+    // A gate that buffered would read on until the whole body had left the visitor.
+    let last = -1;
+    let still = 0;
+    await until(
+      () => {
+        still = handed === last ? still + 1 : 0;
+        last = handed;
+        return still >= 10 || handed === wire.length;
+      },
+      30_000,
+      'the visitor to be held back or done',
+    );
+    const read = g.gate.bytesReadFrom(s.localPort!);
+    assert.ok(read !== null, 'the gate has the visitor connected');
+    t.diagnostic(`read by the gate during the wake: ${read} bytes; handed to the kernel by the visitor: ${last}`);
+    const bound = head.length + 16 + 2 * 64 * 1024;
+    assert.ok(read <= bound, `the gate read ${read} bytes of the visitor during the wake (at most ${bound} expected)`);
+    assert.ok(handed < wire.length, 'the visitor could not send the whole body during the wake');
+    w.release();
+    const text = await answer;
+    assert.match(text, /^HTTP\/1\.1 200 /);
+    assert.ok(text.endsWith(`\r\n\r\n${want}`), text.slice(0, 300));
+  });
+}
+
 test('a chunked POST during a wake arrives intact', async (t) => {
   const g = await startGate();
   t.after(() => g.gate.close(1000));
