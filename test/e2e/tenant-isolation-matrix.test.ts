@@ -462,3 +462,24 @@ test("B's alias or route under A's wildcard certificate is refused, and A's cert
   assert.equal((await call(A, 'DELETE', `/v1/gate/routes/${A_COVERED}`)).status, 200);
 });
 
+
+test('A and B claiming the same new name at the same moment (route against alias): exactly one wins, and the table agrees', async () => {
+  for (let i = 0; i < 12; i++) {
+    const name = `race${i}.contest${PID}.test`;
+    const [route, alias] = await Promise.all([
+      call(A, 'PUT', `/v1/gate/routes/${name}`, { hostname: aHost, skipHealth: true }),
+      call(B, 'PATCH', `/v1/instances/${bHost}`, { alias: name }),
+    ]);
+    const statuses = [route.status, alias.status].sort();
+    assert.deepEqual(statuses, [200, 409], `${name}: route ${route.status} ${route.text} / alias ${alias.status} ${alias.text}`);
+    const winner = route.status === 200 ? { kind: 'route', userId: A.id } : { kind: 'alias', userId: B.id };
+    assert.deepEqual(cloud.names.holderOf(name), winner);
+    // The store agrees with the table: the loser left nothing behind.
+    const aRoutes = ((await call(A, 'GET', '/v1/gate/routes')).json as { routes: Array<{ domain: string }> }).routes.map((r) => r.domain);
+    const bAliasNow = (await call(B, 'GET', `/api/ephemerics/user/${B.id}/${bHost}/alias`)).json;
+    assert.equal(aRoutes.includes(name), route.status === 200);
+    assert.equal(bAliasNow === name, alias.status === 200);
+    if (route.status === 200) assert.equal((await call(A, 'DELETE', `/v1/gate/routes/${name}`)).status, 200);
+  }
+  assert.equal((await call(B, 'PATCH', `/v1/instances/${bHost}`, { alias: null })).status, 200);
+});
