@@ -23,6 +23,8 @@ import { CloudGateBackend } from './services/gate-backend.ts';
 import { selfSignedCert } from './gate/tls.ts';
 import { CertService, storeHolders } from './gate/cert-service.ts';
 import { gateCertRoutes } from './api/v1-gate-certs.ts';
+import { followerMetrics } from './api/log-follow.ts';
+import { escapedErrorMetrics } from './core/process-guard.ts';
 import { NameRegistry } from './services/names.ts';
 import { DomainVerifier, loadVerifySecret } from './services/domain-verifier.ts';
 import { nameRoutes } from './api/v1-names.ts';
@@ -180,7 +182,7 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
       maxArchiveBytes: config.maxArchiveBytes,
       gatePort: gateAddr.port,
       domain: config.domain,
-      metrics: () => gate!.metrics(),
+      metrics: () => gate!.metrics() + escapedErrorMetrics() + followerMetrics(),
       // A host's series go to the tenant holding the host now (the names registry), every host's to the operator.
       hostMetrics: (userId) => gate!.hostMetrics(userId === null ? () => true : (h) => h !== '' && names.holderOf(h)?.userId === userId),
       metricsToken: config.metricsToken,
