@@ -47,18 +47,19 @@ const cases = [
 
 for (const c of cases) {
   for (const api of ['compat', 'v1'] as const) {
-    test(`${c.label} (${api} API): 413 naming the limit, refused before the limit is written, nothing stored`, { skip: noProcIo }, async () => {
+    test(`${c.label} (${api} API): 413 naming the limit, refused before the limit is written, nothing stored`, { skip: noProcIo }, async (t) => {
       const bomb = c.build();
       assert.ok(bomb.length < 1.2e6, `the bomb is small (${bomb.length} bytes)`);
       const path = api === 'compat' ? cloud.compatBase() : '/v1/instances';
       const before = bytesWritten();
       const r = await cloud.api('POST', path, { body: bomb, headers: { 'content-type': c.type, 'x-name': 'bomb' } });
       const written = bytesWritten() - before;
+      t.diagnostic(`${written} bytes written while the ${bomb.length}-byte bomb was refused`);
       assert.equal(r.status, 413, r.text);
+      assert.ok(written < WRITE_ALLOWANCE, `${written} bytes were written during the refused publish (limit ${UNPACK_LIMIT})`);
       const err = (r.json as ErrorBody).error;
       assert.equal(err.code, 'ARCHIVE_TOO_LARGE');
       assert.match(err.message, c.message);
-      assert.ok(written < WRITE_ALLOWANCE, `${written} bytes were written during the refused publish (limit ${UNPACK_LIMIT})`);
       assertNothingStored();
       const list = await cloud.api('GET', '/v1/instances');
       assert.deepEqual((list.json as { instances: unknown[] }).instances, []);
