@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
@@ -79,6 +79,11 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
   const log = opts.logger ?? pino({ level: config.logLevel });
   const dataDir = resolve(config.dataDir);
   for (const d of ['images', 'tmp', 'logs', 'run', 'appliances']) await mkdir(join(dataDir, d), { recursive: true });
+  // Secrets (eph.sqlite, logs, keys) are the service account's alone; other accounts may only
+  // pass through to what they need: the sandbox user to its image, database accounts to their data.
+  for (const [d, mode] of [['', 0o711], ['images', 0o711], ['appliances', 0o711], ['tmp', 0o700], ['logs', 0o700], ['run', 0o700]] as const) {
+    await chmod(join(dataDir, d), mode);
+  }
   // Loaded only when asked for, so that the process runtime does not need dockerode.
   const swarm =
     !opts.driver && config.runtime === 'swarm'
@@ -92,7 +97,7 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     limits: { maxArchiveBytes: config.maxArchiveBytes, maxUnpackedBytes: config.maxUnpackedBytes, maxEntries: config.maxEntries },
   });
   await images.recover();
-  const driver = opts.driver ?? swarm ?? new ProcessDriver({ prefix: config.netnsPrefix, subnet: config.subnet, ...opts.driverOptions, stateDir: join(dataDir, 'run') });
+  const driver = opts.driver ?? swarm ?? new ProcessDriver({ prefix: config.netnsPrefix, subnet: config.subnet, egress: config.egress, imageRoot: join(dataDir, 'images'), ...opts.driverOptions, stateDir: join(dataDir, 'run') });
   const table = new RoutingTable();
   let verifier: DomainVerifier | null = null;
   if (config.verifyDomains) {
@@ -155,6 +160,11 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     log,
   });
   await appliances.load();
+  // Tunnels inside instances (their stunnel.conf) reach the appliances' TLS-PSK endpoints, and no other host port.
+  const openAppliancePorts = async (): Promise<void> => {
+    if (driver instanceof ProcessDriver) await driver.allowHostPorts((await store.listAppliances()).map((a) => a.publicPort).filter((p) => p > 0));
+  };
+  await openAppliancePorts();
   await backend.syncStatic();
 
   const tls = config.gateTls ? { defaultCert: await selfSignedCert(config.domain), sni: (name: string) => certs.sni(name) } : undefined;
@@ -193,7 +203,10 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
         applianceRoutes(app, { appliances, authenticate: (req) => authenticate(users, req) });
         // Static sites are routed by the gate: refresh its view after any appliance change.
         app.addHook('onResponse', async (req) => {
-          if (req.method !== 'GET' && req.url.startsWith('/v1/appliances')) await backend.syncStatic();
+          if (req.method !== 'GET' && req.url.startsWith('/v1/appliances')) {
+            await backend.syncStatic();
+            await openAppliancePorts();
+          }
         });
       },
       (app) => nameRoutes(app, { names, authenticate: (req) => authenticate(users, req) }),

@@ -18,6 +18,7 @@ export function serveCommand(program: Command): void {
     .option('--idle-timeout <duration>', 'stop instances idle this long (EPH_IDLE_TIMEOUT, default 30m)')
     .option('--wake-timeout <duration>', 'deadline for a waking instance to accept connections (EPH_WAKE_TIMEOUT, default 60s)')
     .option('--runtime <driver>', 'process or swarm (EPH_RUNTIME, default process)')
+    .option('--egress <policy>', 'what instances may reach besides their tunnels: public or none (EPH_EGRESS, default public)')
     .option('--store <spec>', 'sqlite or postgres://… (EPH_STORE, default sqlite)')
     .option('--pharo-vm <cmd>', 'Pharo VM command (EPH_PHARO_VM, default pharo)')
     .option('--max-archive <size>', 'archive size limit (EPH_MAX_ARCHIVE, default 50MB)')

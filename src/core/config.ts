@@ -31,6 +31,8 @@ export interface Config {
   /** Network namespace name prefix and address block of the process driver (two clouds on one machine need their own). */
   netnsPrefix: string;
   subnet: string;
+  /** What instances may reach besides their tunnels: public addresses, or nothing (`--egress`, EPH_EGRESS). */
+  egress: 'public' | 'none';
   logLevel: string;
   /** Tenants must prove a domain with a DNS TXT record before claiming it (`--verify-domains`, EPH_VERIFY_DOMAINS=1). */
   verifyDomains: boolean;
@@ -140,6 +142,7 @@ export interface ConfigInput {
   idleTimeout?: string;
   wakeTimeout?: string;
   runtime?: string;
+  egress?: string;
   store?: string;
   pharoVm?: string;
   maxArchive?: string;
@@ -200,6 +203,7 @@ export function loadConfig(flags: ConfigInput, env: NodeJS.ProcessEnv = process.
     accessLog: flags.accessLog ?? env.EPH_ACCESS_LOG === '1',
     netnsPrefix: checkPrefix(env.EPH_NETNS_PREFIX ?? 'eph'),
     subnet: env.EPH_SUBNET ?? '10.213.0.0/16',
+    egress: parseEgress(pick('egress', 'EPH_EGRESS') ?? 'public'),
     logLevel: pick('logLevel', 'EPH_LOG_LEVEL') ?? 'info',
     authLimits: parseAuthLimits(env),
     verifyDomains: flags.verifyDomains ?? env.EPH_VERIFY_DOMAINS === '1',
@@ -214,6 +218,11 @@ function parseMetricsToken(raw: string | undefined): string | null {
   if (raw.length < 16 || !/^[\x21-\x7e]+$/.test(raw)) {
     throw new EphError('INVALID_CONFIG', 'EPH_METRICS_TOKEN: expected at least 16 visible ASCII characters (e.g. `openssl rand -hex 16`)');
   }
+  return raw;
+}
+
+function parseEgress(raw: string): 'public' | 'none' {
+  if (raw !== 'public' && raw !== 'none') throw new EphError('INVALID_CONFIG', `--egress: expected public or none, got '${raw}'`);
   return raw;
 }
 

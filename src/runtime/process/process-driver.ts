@@ -12,6 +12,8 @@ import { AddressPool } from './address-pool.ts';
 import type { AddressBlock } from './address-pool.ts';
 import { buildCommand } from './command.ts';
 import { findExecutable, findFirstExecutable, realpathOr } from './executables.ts';
+import { Firewall, detectFirewallTools } from './firewall.ts';
+import type { Egress } from './firewall.ts';
 import { freeLoopbackPort } from './free-port.ts';
 import { BoundedLog } from './log-file.ts';
 import {
@@ -64,6 +66,18 @@ export interface ProcessDriverOptions {
    * takes one; close() deletes them.
    */
   warmNamespaces?: number;
+  /**
+   * What instances may reach beyond their namespace in netns mode (default
+   * `public`): `public` addresses, or `none`. Never other instances, the
+   * host's services (except the ports given to allowHostPorts) or private
+   * ranges; enforced with iptables (see firewall.ts).
+   */
+  egress?: Egress;
+  /**
+   * Where the image trees live (DATA/images): checked at construction in
+   * netns mode, because the sandbox user must be able to reach them.
+   */
+  imageRoot?: string;
   /**
    * `auto` (default): each instance's plan limits are enforced with cgroups
    * (v2, else v1) when this machine has them; `off`: no cgroups (open files,
@@ -150,6 +164,9 @@ export class ProcessDriver implements Driver {
   readonly #pool: AddressPool;
   readonly #spares: SpareNamespaces;
   readonly #instances = new InstanceTable<Instance>();
+  /** Null in port mode, and when iptables is missing (the isolation line says so). */
+  readonly #firewall: Firewall | null = null;
+  #firewallReady: Promise<void> | null = null;
   readonly #cgroups: Cgroups;
   /** The limits actually enforced (cgroup mode, or why they are off): part of the start-up line. */
   readonly limits: string;
@@ -179,7 +196,18 @@ export class ProcessDriver implements Driver {
       this.isolation = 'port per instance on 127.0.0.1: namespaces turned off (isolation=port)';
     } else if (missing === null) {
       this.mode = 'netns';
-      this.isolation = `network namespace per instance (${opts.subnet ?? '10.213.0.0/16'}), apps on port ${APP_PORT} as uid 65534 in bubblewrap`;
+      const subnet = opts.subnet ?? '10.213.0.0/16';
+      const egress = opts.egress ?? 'public';
+      if (opts.imageRoot) checkImageRoot(opts.imageRoot);
+      const tools = detectFirewallTools();
+      let network: string;
+      if (typeof tools === 'string') {
+        network = `network isolation OFF (${tools}): instances reach each other and the host's services`;
+      } else {
+        this.#firewall = new Firewall({ prefix: this.#prefix, subnet, egress }, tools);
+        network = `firewall chain ${this.#firewall.chain}: no other instance, host service or private range${egress === 'public' ? ', public egress' : ', no egress'}`;
+      }
+      this.isolation = `network namespace per instance (${subnet}), apps on port ${APP_PORT} as uid 65534 in bubblewrap; ${network}`;
     } else if (wanted === 'netns') {
       throw new EphError('DEPENDENCY_MISSING', `isolation netns needs ${missing}`);
     } else {
@@ -252,6 +280,8 @@ export class ProcessDriver implements Driver {
    * prefix, killing whatever still runs in them.
    */
   async recover(): Promise<void> {
+    // Before anything runs: a leftover chain of a killed run is replaced here.
+    await this.#firewallInstalled();
     // Spares are deleted with the rest of the prefix, and made anew afterwards.
     await this.#spares.without(() => this.#sweep());
   }
@@ -289,6 +319,30 @@ export class ProcessDriver implements Driver {
   async close(): Promise<void> {
     await Promise.all(this.#instances.hostnames().map((h) => this.stop(h)));
     await this.#spares.close();
+    if (this.#firewall) {
+      this.#firewallReady = null;
+      await this.#firewall.remove();
+    }
+  }
+
+  /**
+   * The host ports instances may reach (the appliances' TLS-PSK endpoints,
+   * for tunnels declared in an archive's stunnel.conf); replaces the list.
+   */
+  async allowHostPorts(ports: readonly number[]): Promise<void> {
+    await this.#firewall?.setHostPorts(ports);
+  }
+
+  /** Installs the firewall once (again after a failure); a no-op without one. */
+  #firewallInstalled(): Promise<void> {
+    const fw = this.#firewall;
+    if (!fw) return Promise.resolve();
+    this.#firewallReady ??= fw.install().catch((e: unknown) => {
+      this.#firewallReady = null;
+      // Fail closed: no instance starts without its network policy.
+      throw new EphError('START_FAILED', `network isolation (iptables): ${errorText(e)}`, { cause: e });
+    });
+    return this.#firewallReady;
   }
 
   async #launch(inst: Instance, spec: LaunchSpec): Promise<HostPort> {
@@ -323,6 +377,7 @@ export class ProcessDriver implements Driver {
     let cwd: string;
     const extraFds: number[] = [];
     if (this.mode === 'netns') {
+      await this.#firewallInstalled();
       const readOnly = [spec.imageDir, cmd.cwd, ...cmd.needs];
       for (const dir of readOnly) {
         const blocked = unreachableBySandbox(dir);
@@ -560,6 +615,22 @@ export function netnsUnavailableReason(): string | null {
   const probe = sandboxArgv({ readOnly: [], files: [], cwd: '/', hostname: 'probe', argv: ['true'] });
   if (!ok(probe)) return 'bubblewrap cannot create its sandbox as uid 65534 here (user namespaces disabled?)';
   return null;
+}
+
+/**
+ * Refuses, with what to change, an image root the sandbox user cannot reach:
+ * publishing would work and every wake would fail (e.g. a data directory
+ * made by `mktemp -d` under a 0700 parent). bwrap runs as that user, so it
+ * must traverse every parent to bind the image.
+ */
+function checkImageRoot(imageRoot: string): void {
+  const blocked = unreachableBySandbox(imageRoot);
+  if (blocked === null) return;
+  const why = blocked === imageRoot ? 'is not readable' : 'is not searchable';
+  throw new EphError(
+    'INVALID_CONFIG',
+    `data directory: ${blocked} ${why} by the sandbox user (uid 65534), so no instance could start: run chmod o+x ${blocked}, or choose a --data outside it`,
+  );
 }
 
 function describeIsolation(mode: 'netns' | 'port', inst: Instance): string {
