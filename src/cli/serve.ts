@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { loadConfig, type ConfigInput } from '../core/config.ts';
 import { isEphError } from '../core/errors.ts';
+import { installProcessGuard } from '../core/process-guard.ts';
+import { lockDataDir } from './data-dir-lock.ts';
 
 /**
  * `eph serve`: runs the whole cloud in this process until SIGINT/SIGTERM.
@@ -31,6 +33,13 @@ export function serveCommand(program: Command): void {
     .action(async (flags: ConfigInput & { json?: boolean }) => {
       try {
         const config = loadConfig(flags);
+        // Before anything touches the data directory: a second server's start-up recovery would kill the first one's instances.
+        const lock = await lockDataDir(config.dataDir);
+        // What escapes every handler is logged and counted; only programming errors end the process (docs/operations.md).
+        installProcessGuard({
+          log: (fields, msg) => process.stderr.write(`${JSON.stringify({ level: fields.fatal ? 60 : 50, time: Date.now(), ...fields, msg })}\n`),
+          exit: (code) => process.exit(code),
+        });
         const { startCloud } = await import('../server.ts');
         const cloud = await startCloud(config);
         const summary = { api: cloud.apiUrl, gate: cloud.gateUrl, domain: config.domain, data: config.dataDir, store: cloud.store.backend, isolation: cloud.driver.isolation };
@@ -49,6 +58,7 @@ export function serveCommand(program: Command): void {
           if (stopping) return;
           stopping = true;
           await cloud.close();
+          await lock.close();
           process.exit(0);
         };
         process.on('SIGINT', stop);
