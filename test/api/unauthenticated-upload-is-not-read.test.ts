@@ -1,6 +1,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startTestCloud, type TestCloud } from '../helpers/cloud.ts';
 
 /**
@@ -90,4 +94,24 @@ test('an authenticated keep-alive client is not disconnected by a refusal of a b
   const r = await cloud.api('GET', '/v1/instances/eph-00000000.eph.test');
   assert.equal(r.status, 404);
   assert.notEqual(String(r.headers.connection ?? '').toLowerCase(), 'close');
+});
+
+test('curl uploading 48 MB with a wrong ?auth= sees the 401 and the upload is cut short', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'eph-unread-'));
+  try {
+    const file = join(dir, 'big.zip');
+    writeFileSync(file, Buffer.alloc(48 * 1024 * 1024, 0x50));
+    const url = `${cloud.apiUrl}${cloud.compatBase()}/?auth=wrong`;
+    for (const form of [['-F', `imageZip=@${file}`], ['-H', 'Content-Type: application/zip', '--data-binary', `@${file}`]]) {
+      const out = await new Promise<string>((resolve, reject) =>
+        execFile('curl', ['-sS', '-w', '\n%{http_code} %{size_upload}', ...form, url], { encoding: 'utf8' }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
+      );
+      const [status, uploaded] = out.trimEnd().split('\n').pop()!.split(' ').map(Number);
+      assert.equal(status, 401, out);
+      assert.match(out, /"UNAUTHORIZED"/);
+      assert.ok(uploaded! < FAR_LESS, `curl uploaded ${uploaded} bytes before the server closed`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
