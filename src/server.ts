@@ -25,6 +25,8 @@ import { CertService, storeHolders } from './gate/cert-service.ts';
 import { gateCertRoutes } from './api/v1-gate-certs.ts';
 import { followerMetrics } from './api/log-follow.ts';
 import { escapedErrorMetrics } from './core/process-guard.ts';
+import { ciRoutes } from './api/v1-ci.ts';
+import { CiService } from './ci/ci-service.ts';
 import { NameRegistry } from './services/names.ts';
 import { DomainVerifier, loadVerifySecret } from './services/domain-verifier.ts';
 import { nameRoutes } from './api/v1-names.ts';
@@ -43,6 +45,8 @@ export interface Cloud {
   /** Uploaded per-domain certificates, served by the HTTPS gate's SNI. */
   certs: CertService;
   appliances: ApplianceService;
+  /** CI runs and their time-to-live reaper. */
+  ci: CiService;
   table: RoutingTable;
   /** One owner per public name; the only writer of `table`. */
   names: NameRegistry;
@@ -68,6 +72,8 @@ export interface CloudOptions {
   driverOptions?: Partial<ProcessDriverOptions>;
   /** How long a route switch waits for its new target to wake and pass its health check (default 30 s). */
   healthTimeoutMs?: number;
+  /** How often expired CI runs are looked for (default 5 s). */
+  ciReapIntervalMs?: number;
 }
 
 /**
@@ -184,6 +190,9 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     },
   });
 
+  const ci = new CiService({ store, instances, clock, ...(opts.ciReapIntervalMs ? { reapIntervalMs: opts.ciReapIntervalMs } : {}), log: (msg, fields) => log.info(fields ?? {}, msg) });
+  ci.start();
+
   const api = await buildApi(
     {
       users,
@@ -209,6 +218,7 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
           }
         });
       },
+      (app) => ciRoutes(app, { ci, maxArchiveBytes: config.maxArchiveBytes, gatePort: gateAddr.port, authenticate: (req) => authenticate(users, req) }),
       (app) => nameRoutes(app, { names, authenticate: (req) => authenticate(users, req) }),
       (app) => {
         gateCertRoutes(app, { certs, authenticate: (req) => authenticate(users, req) });
@@ -240,6 +250,7 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     routes,
     certs,
     appliances,
+    ci,
     table,
     names,
     get apiRoutes() {
@@ -252,6 +263,7 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
       if (closed) return;
       closed = true;
       reaper.stop();
+      await ci.close();
       await api.close();
       await gate!.close();
       await instances.close();

@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { isEphError } from '../core/errors.ts';
 import { applianceCommands } from './appliances.ts';
+import { ciCommands } from './ci.ts';
 import { CliError } from './cli-error.ts';
 import { closeClient } from './client.ts';
 import { gateCommands } from './gate.ts';
@@ -23,7 +24,7 @@ function version(): string {
 }
 
 /** The commands of this folder that only talk to the API. */
-const CLIENT_COMMANDS = new Set(['publish', 'ls', 'show', 'start', 'stop', 'alias', 'rm', 'logs', 'gate', 'appliance', 'tunnel']);
+const CLIENT_COMMANDS = new Set(['publish', 'ls', 'show', 'start', 'stop', 'alias', 'rm', 'logs', 'gate', 'appliance', 'tunnel', 'ci']);
 
 /**
  * `serve` and `users` load the store and the server (kysely alone costs about
@@ -61,6 +62,7 @@ export async function buildProgram(argv: readonly string[] = process.argv): Prom
   gateCommands(program);
   applianceCommands(program);
   tunnelCommand(program);
+  ciCommands(program);
   return program;
 }
 
@@ -86,6 +88,8 @@ export async function runCli(argv: readonly string[]): Promise<number> {
   let status = 0;
   try {
     await (await buildProgram(argv)).parseAsync([...argv]);
+    // A command whose outcome is more than success or failure (`eph ci run`: tests failed) sets it.
+    if (typeof process.exitCode === 'number') status = process.exitCode;
   } catch (e) {
     status = reportFailure(e);
   } finally {
