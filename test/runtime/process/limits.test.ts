@@ -1,7 +1,7 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { HostPort } from '../../../src/core/config.ts';
 import { DEFAULT_PLAN_LIMITS } from '../../../src/core/plan-limits.ts';
@@ -259,12 +259,18 @@ test('a plan that allows them lets the same calls through', { skip: perlSkip }, 
 test('recover() kills what runs in a group left by a killed cloud and removes it', { skip: cgroupSkip }, async () => {
   const name = `${iso.prefix}-eph-deadbeef.eph.test`;
   const dirs = support.mode === 'v1' ? [join(support.mounts.memory!, name), join(support.mounts.pids!, name)] : [join(support.mode === 'v2' ? support.root : '', name)];
-  const { mkdirSync, writeFileSync } = await import('node:fs');
   for (const d of dirs) mkdirSync(d, { recursive: true });
   const sleeper = spawn('sleep', ['123471'], { stdio: 'ignore' });
   const gone = new Promise<string | null>((r) => sleeper.once('exit', (_c, s) => r(s)));
-  for (const d of dirs) writeFileSync(join(d, 'cgroup.procs'), String(sleeper.pid));
-  await driver!.recover();
-  assert.equal(await gone, 'SIGKILL');
-  for (const d of dirs) assert.equal(existsSync(d), false, `${d} removed`);
+  try {
+    for (const d of dirs) writeFileSync(join(d, 'cgroup.procs'), String(sleeper.pid));
+    await driver!.recover();
+    const deadline = new Promise<string>((r) => setTimeout(() => r('still running after 30 s'), 30_000).unref());
+    assert.equal(await Promise.race([gone, deadline]), 'SIGKILL');
+    for (const d of dirs) assert.equal(existsSync(d), false, `${d} removed`);
+  } finally {
+    sleeper.kill('SIGKILL');
+    await gone;
+    for (const d of dirs) if (existsSync(d)) rmdirSync(d);
+  }
 });
