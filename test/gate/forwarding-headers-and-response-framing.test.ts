@@ -9,9 +9,10 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { after, before, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
+import { forwardingHead } from '../../src/gate/client-conn.ts';
 import { createGate, type Gate } from '../../src/gate/gate.ts';
 import { RoutingTable } from '../../src/gate/routing-table.ts';
 import { selfSignedCert } from '../../src/gate/tls.ts';
@@ -163,4 +164,41 @@ test('a response with only Content-Length keeps it', async () => {
   const text = await throughSloppy('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello', 'keep');
   assert.deepEqual(values(headOf(text), 'Content-Length'), ['5']);
   assert.ok(text.endsWith('\r\n\r\nhello'));
+});
+
+test('forwarding lines for IPv6 and IPv4-mapped peers (RFC 7239 §6: IPv6 quoted and bracketed)', () => {
+  assert.equal(
+    forwardingHead('::ffff:192.0.2.9', true),
+    'X-Forwarded-For: 192.0.2.9\r\nX-Real-IP: 192.0.2.9\r\nX-Forwarded-Proto: https\r\nForwarded: for=192.0.2.9;proto=https;host=',
+  );
+  assert.equal(
+    forwardingHead('2001:db8::7', false),
+    'X-Forwarded-For: 2001:db8::7\r\nX-Real-IP: 2001:db8::7\r\nX-Forwarded-Proto: http\r\nForwarded: for="[2001:db8::7]";proto=http;host=',
+  );
+  assert.match(forwardingHead('', false), /^X-Forwarded-For: unknown\r\n[\s\S]*Forwarded: for=unknown;/);
+});
+
+/** Decided before the test runs: some machines have no IPv6 loopback. */
+const ipv6Loopback = await new Promise<boolean>((resolve) => {
+  const s = createServer().once('error', () => resolve(false));
+  s.listen(0, '::1', () => s.close(() => resolve(true)));
+});
+
+test('a visitor over IPv6 is named as RFC 7239 asks', { skip: ipv6Loopback ? false : 'no IPv6 loopback (::1) on this machine' }, async (t) => {
+  const table = new RoutingTable();
+  table.set(H1, [{ hostname: H1, weight: 1 }]);
+  const backend = new InMemoryBackend();
+  backend.running.set(H1, up.upstream);
+  const g6 = createGate({ table, backend, wakeHtmlAfterMs: 0 });
+  t.after(() => g6.close(1000));
+  const port = (await g6.listen('::1', 0)).port;
+  const from = up.bytes().length;
+  const c = connect({ host: '::1', port });
+  await once(c, 'connect');
+  c.write(`GET /v6 HTTP/1.1\r\nHost: ${H1}\r\nX-Forwarded-For: 203.0.113.7\r\nConnection: close\r\n\r\n`);
+  assert.deepEqual(statusLines(await readAll(c, 30_000)), [200]);
+  const lines = forwardedHead(from);
+  assert.deepEqual(values(lines, 'X-Forwarded-For'), ['::1']);
+  assert.deepEqual(values(lines, 'X-Real-IP'), ['::1']);
+  assert.deepEqual(values(lines, 'Forwarded'), [`for="[::1]";proto=http;host="${H1}"`]);
 });
