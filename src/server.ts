@@ -25,6 +25,7 @@ import { CertService, storeHolders } from './gate/cert-service.ts';
 import { gateCertRoutes } from './api/v1-gate-certs.ts';
 import { followerMetrics } from './api/log-follow.ts';
 import { escapedErrorMetrics } from './core/process-guard.ts';
+import { SpaceReserve } from './core/space-reserve.ts';
 import { ciRoutes } from './api/v1-ci.ts';
 import { CiService } from './ci/ci-service.ts';
 import { NameRegistry } from './services/names.ts';
@@ -190,6 +191,8 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     },
   });
 
+  const reserve = new SpaceReserve(join(dataDir, 'space-reserve'));
+  await reserve.ensure();
   const ci = new CiService({ store, instances, clock, ...(opts.ciReapIntervalMs ? { reapIntervalMs: opts.ciReapIntervalMs } : {}), log: (msg, fields) => log.info(fields ?? {}, msg) });
   ci.start();
 
@@ -220,6 +223,15 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
       },
       (app) => ciRoutes(app, { ci, maxArchiveBytes: config.maxArchiveBytes, gatePort: gateAddr.port, authenticate: (req) => authenticate(users, req) }),
       (app) => nameRoutes(app, { names, authenticate: (req) => authenticate(users, req) }),
+      (app) => {
+        // A full disk must not stop the API from freeing space: a delete may use the reserve.
+        app.addHook('onRequest', async (req) => {
+          if (req.method === 'DELETE') await reserve.releaseIfLow();
+        });
+        app.addHook('onResponse', async (req) => {
+          if (req.method === 'DELETE') await reserve.ensure();
+        });
+      },
       (app) => {
         gateCertRoutes(app, { certs, authenticate: (req) => authenticate(users, req) });
         // A certificate is served only while its owner holds the domain: re-check after routes or aliases change hands.

@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { EphError, isEphError, type ErrorCode } from '../core/errors.ts';
+import { EphError, isDiskFull, isEphError, storageFull, type ErrorCode } from '../core/errors.ts';
 import { bodyUnread } from './body.ts';
 
 /** Fastify's own failures, mapped onto our catalogue so every error body has one shape. */
@@ -15,6 +15,8 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
 
 export function toEphError(err: unknown): EphError {
   if (isEphError(err)) return err;
+  // ENOSPC wherever it came from (unpacking, the database, a log): 507, not a 500 that reads as a bug.
+  if (isDiskFull(err)) return storageFull(null, err);
   const fe = err as Partial<FastifyError>;
   const code = fe.code ? FASTIFY_CODES[fe.code] : undefined;
   if (code) return new EphError(code, fe.message);

@@ -60,11 +60,12 @@ export function isEphError(e: unknown): e is EphError {
 export function isDiskFull(e: unknown): boolean {
   for (let cur: unknown = e, depth = 0; cur && depth < 5; cur = (cur as { cause?: unknown }).cause, depth++) {
     const code = (cur as { code?: unknown }).code;
-    if (code === 'ENOSPC' || code === 'EDQUOT') return true;
+    // SQLITE_FULL: the database's own write failed; 53100: PostgreSQL's disk_full.
+    if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL' || code === '53100') return true;
   }
   return false;
 }
 
 /** A STORAGE_FULL error saying what could not be written because the disk is full. */
-export const storageFull = (what: string, cause?: unknown): EphError =>
-  new EphError('STORAGE_FULL', `the disk of the cloud is full while ${what}: delete instances or images to free space`, cause === undefined ? {} : { cause });
+export const storageFull = (what: string | null, cause?: unknown): EphError =>
+  new EphError('STORAGE_FULL', `the disk of the cloud is full${what ? ` while ${what}` : ''}: delete instances or images to free space`, cause === undefined ? {} : { cause });

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { open, rm, type FileHandle } from 'node:fs/promises';
-import { EphError } from '../core/errors.ts';
+import { EphError, isDiskFull, storageFull } from '../core/errors.ts';
 import { SNIFF_BYTES } from './sniff-format.ts';
 
 /** An upload safely on disk. */
@@ -60,6 +60,7 @@ export async function receiveArchive(
       }
     } catch (e) {
       if (e instanceof EphError) throw e;
+      if (isDiskFull(e)) throw storageFull('receiving the upload', e);
       throw new EphError('ARCHIVE_INVALID', `the upload did not complete: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     }
     if (batched > 0) await writeAll(fh, Buffer.concat(batch, batched));
