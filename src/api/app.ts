@@ -8,7 +8,7 @@ import { compatRoutes } from './compat-routes.ts';
 import { v1Routes } from './v1-routes.ts';
 import { EphError } from '../core/errors.ts';
 import { authenticate } from './auth.ts';
-import { hasBody } from './body.ts';
+import { expectsContinue, hasBody } from './body.ts';
 
 export interface ApiRoute {
   method: string;
@@ -38,6 +38,9 @@ export async function buildApi(deps: ApiDeps, logger: Logger | false, extra: Arr
     return503OnClosing: true,
     forceCloseConnections: true,
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
+  // `Expect: 100-continue` (curl sends it for bodies over 1 MB): the body is asked for only once the
+  // request is authenticated (the hook below), so that a stranger's upload is not even sent.
+  app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res));
   await app.register(multipart);
   registerArchiveParser(app);
   // curl scripts send `-d true` as a form body; parse those as text and read the value in the route.
@@ -52,11 +55,14 @@ export async function buildApi(deps: ApiDeps, logger: Logger | false, extra: Arr
   });
   // A request with a body is authenticated before a byte of it is read: a stranger's upload is
   // answered 401 at once and its connection closed (errors.ts), never read to its end.
-  app.addHook('onRequest', async (req) => {
+  app.addHook('onRequest', async (req, reply) => {
     const url = req.routeOptions.url;
-    if (url === undefined || PUBLIC_ROUTES.has(url) || !hasBody(req.raw)) return;
-    const pathUser = url.startsWith('/api/ephemerics/user/:userId') ? (req.params as { userId?: string }).userId : undefined;
-    await authenticate(deps.users, req, pathUser);
+    if (url === undefined) return;
+    if (!PUBLIC_ROUTES.has(url) && hasBody(req.raw)) {
+      const pathUser = url.startsWith('/api/ephemerics/user/:userId') ? (req.params as { userId?: string }).userId : undefined;
+      await authenticate(deps.users, req, pathUser);
+    }
+    if (expectsContinue(req.raw)) reply.raw.writeContinue();
   });
   // Every route, recorded as it is added, so that tests can demand a row for each (tenant-isolation matrix).
   const listed: ApiRoute[] = [];

@@ -15,3 +15,9 @@ export function hasBody(req: IncomingMessage): boolean {
 export function bodyUnread(req: IncomingMessage): boolean {
   return hasBody(req) && !req.complete;
 }
+
+/** Whether the client waits for `100 Continue` before it sends the body. */
+export function expectsContinue(req: IncomingMessage): boolean {
+  const e = req.headers.expect;
+  return typeof e === 'string' && e.toLowerCase() === '100-continue';
+}

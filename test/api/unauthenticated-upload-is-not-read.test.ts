@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startTestCloud, type TestCloud } from '../helpers/cloud.ts';
+import { procfileApp, startTestCloud, type TestCloud } from '../helpers/cloud.ts';
 
 /**
  * A stranger streams an endless chunked upload: the cloud must answer 401 at
@@ -113,5 +113,67 @@ test('curl uploading 48 MB with a wrong ?auth= sees the 401 and the upload is cu
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** Sends a request head with `Expect: 100-continue` and collects what the server answers, until `done(text)` says so. */
+function expectContinue(head: string, done: (text: string) => boolean): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(cloud.apiPort, '127.0.0.1');
+    let text = '';
+    const deadline = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`no complete answer within 30 s; got: ${JSON.stringify(text)}`));
+    }, 30_000);
+    sock.on('data', (d: Buffer) => {
+      text += d.toString('latin1');
+      if (done(text)) {
+        clearTimeout(deadline);
+        sock.destroy();
+        resolve(text);
+      }
+    });
+    sock.on('error', reject);
+    sock.once('connect', () => sock.write(head));
+  });
+}
+
+test('Expect: 100-continue from a stranger: 401 without 100 Continue, so the body is never sent', async () => {
+  const head = `POST ${cloud.compatBase()} HTTP/1.1\r\nHost: x\r\nContent-Type: application/zip\r\nContent-Length: 2000000000\r\nExpect: 100-continue\r\nAuthorization: Basic ${Buffer.from(`${cloud.alice.id}:wrong`).toString('base64')}\r\n\r\n`;
+  const text = await expectContinue(head, (t) => /\r\n\r\n\{.*\}$/s.test(t) || /^HTTP\/1\.1 100/.test(t));
+  assert.match(text, /^HTTP\/1\.1 401 /, 'the first thing answered is the 401');
+  assert.doesNotMatch(text, /100 Continue/);
+  assert.match(text, /\r\nconnection: close\r\n/i);
+});
+
+test('Expect: 100-continue from the right user: 100 Continue once authenticated, then the publish', async () => {
+  const zip = await procfileApp("import http from 'node:http';\nhttp.createServer((_q, s) => s.end('ok')).listen(8080);\n");
+  const head = `POST ${cloud.compatBase()} HTTP/1.1\r\nHost: x\r\nContent-Type: application/zip\r\nContent-Length: ${zip.length}\r\nExpect: 100-continue\r\nX-Name: expect.zip\r\nAuthorization: ${cloud.auth(cloud.alice)}\r\n\r\n`;
+  const sock = connect(cloud.apiPort, '127.0.0.1');
+  try {
+    let text = '';
+    const got = (re: RegExp) =>
+      new Promise<void>((resolve, reject) => {
+        const deadline = setTimeout(() => reject(new Error(`waited 30 s for ${re}; got ${JSON.stringify(text)}`)), 30_000);
+        const check = () => {
+          if (!re.test(text)) return;
+          clearTimeout(deadline);
+          sock.off('data', onData);
+          resolve();
+        };
+        const onData = (d: Buffer) => {
+          text += d.toString('latin1');
+          check();
+        };
+        sock.on('data', onData);
+        check();
+      });
+    sock.write(head);
+    await got(/^HTTP\/1\.1 100 Continue\r\n\r\n/);
+    sock.write(zip);
+    await got(/\r\n\r\n"eph-[0-9a-f]{8}\.eph\.test"$/);
+    assert.match(text, /HTTP\/1\.1 200 /);
+  } finally {
+    sock.destroy();
   }
 });
