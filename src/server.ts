@@ -73,6 +73,8 @@ export interface CloudOptions {
   driverOptions?: Partial<ProcessDriverOptions>;
   /** How long a route switch waits for its new target to wake and pass its health check (default 30 s). */
   healthTimeoutMs?: number;
+  /** Log the 'ephemeric is up' line (default true; `eph serve` on a terminal prints its own summary instead). */
+  announce?: boolean;
   /** How often expired CI runs are looked for (default 5 s). */
   ciReapIntervalMs?: number;
 }
@@ -247,7 +249,7 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
   const apiUrl = `http://${hostOf(apiAddr)}:${apiAddr.port}`;
   const gateUrl = `http://${hostOf(gateAddr)}:${gateAddr.port}`;
   const gateTlsUrl = gateTlsAddr ? `https://${hostOf(gateTlsAddr)}:${gateTlsAddr.port}` : null;
-  log.info({ api: apiUrl, gate: gateUrl, domain: config.domain, store: store.backend, isolation: driver.isolation }, 'ephemeric is up');
+  if (opts.announce !== false) log.info({ api: apiUrl, gate: gateUrl, domain: config.domain, store: store.backend, isolation: driver.isolation }, 'ephemeric is up');
 
   let closed = false;
   return {

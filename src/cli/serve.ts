@@ -29,10 +29,13 @@ export function serveCommand(program: Command): void {
     .option('--plan-limits <spec>', 'per-instance limits of each plan, e.g. free:memory=256MiB,cpus=0.5,pids=128,files=1024,tmp=64MiB (EPH_PLAN_LIMITS)')
     .option('--public-host <host>', 'address of appliance TLS-PSK endpoints (EPH_PUBLIC_HOST, default 127.0.0.1)')
     .option('--verify-domains', 'tenants prove a domain with a DNS TXT record before claiming it (EPH_VERIFY_DOMAINS=1)')
+    .option('--log-format <format>', 'human or json (EPH_LOG_FORMAT; default: human on a terminal, json otherwise)')
     .option('--json', 'print the start-up summary as JSON')
-    .action(async (flags: ConfigInput & { json?: boolean }) => {
+    .action(async (flags: ConfigInput & { json?: boolean; logFormat?: string }) => {
       try {
         const config = loadConfig(flags);
+        const logFormat = flags.logFormat ?? process.env.EPH_LOG_FORMAT ?? (process.stdout.isTTY ? 'human' : 'json');
+        if (logFormat !== 'human' && logFormat !== 'json') throw new Error(`--log-format: expected human or json, got '${logFormat}'`);
         // Before anything touches the data directory: a second server's start-up recovery would kill the first one's instances.
         const lock = await lockDataDir(config.dataDir);
         // What escapes every handler is logged and counted; only programming errors end the process (docs/operations.md).
@@ -41,7 +44,10 @@ export function serveCommand(program: Command): void {
           exit: (code) => process.exit(code),
         });
         const { startCloud } = await import('../server.ts');
-        const cloud = await startCloud(config);
+        // On a terminal the log is human lines and the start-up summary below says what 'ephemeric is up' would.
+        const human = logFormat === 'human';
+        const logger = human ? (await import('pino')).default({ level: config.logLevel }, (await import('../core/human-log.ts')).humanLogDestination(process.stdout)) : undefined;
+        const cloud = await startCloud(config, { ...(logger ? { logger } : {}), announce: !human });
         const summary = { api: cloud.apiUrl, gate: cloud.gateUrl, domain: config.domain, data: config.dataDir, store: cloud.store.backend, isolation: cloud.driver.isolation };
         if (flags.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
         else {
