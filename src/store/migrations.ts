@@ -88,6 +88,19 @@ const MIGRATIONS: Migration[] = [
       .addColumn('updated_at', 'bigint', (c) => c.notNull())
       .execute();
   },
+  async (db) => {
+    // CI runs (src/ci): the searchable columns, the rest as one JSON document.
+    await db.schema
+      .createTable('ci_runs')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('deadline', 'bigint', (c) => c.notNull())
+      .addColumn('doc', 'text', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('ci_runs_user').on('ci_runs').columns(['user_id', 'created_at']).execute();
+  },
 ];
 
 export async function migrate(db: Kysely<Tables>, backend: 'sqlite' | 'postgres'): Promise<void> {

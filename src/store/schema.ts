@@ -53,4 +53,13 @@ export interface Tables {
     not_after: number;
     updated_at: number;
   };
+  ci_runs: {
+    id: string;
+    user_id: string;
+    status: string;
+    created_at: number;
+    deadline: number;
+    /** The rest of the run, as JSON (src/ci/ci-run.ts). */
+    doc: string;
+  };
 }

@@ -5,6 +5,7 @@ import type { InstancePatch, Store } from './store.ts';
 import type { Tables } from './schema.ts';
 import { migrate } from './migrations.ts';
 import type { StoredCert } from '../gate/cert-store.ts';
+import type { CiRun } from '../ci/ci-run.ts';
 
 type Row<T extends keyof Tables> = Selectable<Tables[T]>;
 
@@ -347,5 +348,34 @@ export class SqlStore implements Store {
 
   async deleteCert(domain: string): Promise<void> {
     await this.#db.deleteFrom('gate_certs').where('domain', '=', domain).execute();
+  }
+
+  async putCiRun(run: CiRun): Promise<void> {
+    const { id, userId, status, createdAt, deadline } = run;
+    const row = { id, user_id: userId, status, created_at: createdAt, deadline, doc: JSON.stringify(run) };
+    await this.#db
+      .insertInto('ci_runs')
+      .values(row)
+      .onConflict((oc) => oc.column('id').doUpdateSet({ status: row.status, deadline: row.deadline, doc: row.doc }))
+      .execute();
+  }
+
+  async getCiRun(id: string): Promise<CiRun | null> {
+    const r = await this.#db.selectFrom('ci_runs').select('doc').where('id', '=', id).executeTakeFirst();
+    return r ? (JSON.parse(r.doc) as CiRun) : null;
+  }
+
+  async listCiRuns(userId: string, limit = 1000): Promise<CiRun[]> {
+    const rows = await this.#db.selectFrom('ci_runs').select('doc').where('user_id', '=', userId).orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
+    return rows.map((r) => JSON.parse(r.doc) as CiRun);
+  }
+
+  async listRunningCiRuns(): Promise<CiRun[]> {
+    const rows = await this.#db.selectFrom('ci_runs').select('doc').where('status', '=', 'running').orderBy('deadline').execute();
+    return rows.map((r) => JSON.parse(r.doc) as CiRun);
+  }
+
+  async deleteCiRun(id: string): Promise<void> {
+    await this.#db.deleteFrom('ci_runs').where('id', '=', id).execute();
   }
 }
