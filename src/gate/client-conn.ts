@@ -52,7 +52,6 @@ export interface ActiveCount {
 }
 
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
-const NO_RANGES: readonly number[] = [];
 /** Landing buffer for visitor reads (see readIntoSharedBuffer); one suffices on a single-threaded event loop. */
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 /** Bytes read ahead of the current exchange (pipelined requests) before reading pauses. */
@@ -567,7 +566,7 @@ export class ClientConn implements UpstreamOwner {
         this.#setCookie !== null ||
         (this.#closeAfter && !rs.connClose) ||
         this.#resState === R_CLOSE ||
-        (rs.transferEncoding && rs.lengthLines.length > 0)
+        (rs.transferEncoding && rs.sawLength)
       ) {
         this.#toClient(this.#rewriteHead(b.toString('latin1', i, headEnd)));
         from = headEnd;
@@ -619,33 +618,17 @@ export class ClientConn implements UpstreamOwner {
   #rewriteHead(h: string): string {
     const rs = this.#rs;
     const closing = this.#closeAfter || this.#resState === R_CLOSE;
-    const conn = closing ? rs.drop : NO_RANGES;
-    const len = rs.transferEncoding ? rs.lengthLines : NO_RANGES;
-    let s: string;
-    if (conn.length === 0 && len.length === 0) s = h.slice(0, h.length - 2);
-    else {
-      // Both range lists ascend; take them in order.
+    let s = h.slice(0, h.length - 2);
+    if (closing && rs.drop.length > 0) {
       s = '';
       let from = 0;
-      let a = 0;
-      let b = 0;
-      while (a < conn.length || b < len.length) {
-        let r: readonly number[];
-        let k: number;
-        if (b >= len.length || (a < conn.length && conn[a]! < len[b]!)) {
-          r = conn;
-          k = a;
-          a += 2;
-        } else {
-          r = len;
-          k = b;
-          b += 2;
-        }
-        s += h.slice(from, r[k]);
-        from = r[k + 1]!;
+      for (let k = 0; k < rs.drop.length; k += 2) {
+        s += h.slice(from, rs.drop[k]);
+        from = rs.drop[k + 1]!;
       }
       s += h.slice(from, h.length - 2);
     }
+    if (rs.transferEncoding && rs.sawLength) s = withoutContentLength(s);
     if (this.#setCookie !== null) s += this.#setCookie;
     if (closing) {
       s += 'Connection: close\r\n';
@@ -966,6 +949,20 @@ export class ClientConn implements UpstreamOwner {
 }
 
 function noop(): void {}
+
+/** A head (lines ending in CRLF, no final empty line) without its Content-Length lines. */
+function withoutContentLength(head: string): string {
+  let out = '';
+  let pos = 0;
+  while (pos < head.length) {
+    const eol = head.indexOf('\r\n', pos);
+    const end = eol < 0 ? head.length : eol + 2;
+    const colon = head.indexOf(':', pos);
+    if (!(colon === pos + 14 && head.slice(pos, colon).toLowerCase() === 'content-length')) out += head.slice(pos, end);
+    pos = end;
+  }
+  return out;
+}
 
 /**
  * The start of the forwarding lines the gate adds to every request, from what

@@ -266,10 +266,14 @@ export class ResponseHead {
   connClose = false;
   /** A Transfer-Encoding line was present: it frames the body, and Content-Length lines must go. */
   transferEncoding = false;
+  /**
+   * A Content-Length line was present. With `transferEncoding`, such lines are
+   * dropped from the forwarded head (RFC 9112 §6.3); that is rare, so they are
+   * found again then instead of being recorded for every response.
+   */
+  sawLength = false;
   /** [start, end) of Connection and Keep-Alive lines, for rewriting when the client closes. */
   drop: number[] = [];
-  /** [start, end) of Content-Length lines, dropped from the forwarded head when `transferEncoding` (RFC 9112 §6.3). */
-  lengthLines: number[] = [];
   ok = true;
 
   reset(): void {
@@ -277,8 +281,8 @@ export class ResponseHead {
     this.chunked = false;
     this.connClose = false;
     this.transferEncoding = false;
+    this.sawLength = false;
     this.drop.length = 0;
-    this.lengthLines.length = 0;
     this.ok = true;
   }
 }
@@ -334,7 +338,7 @@ export function parseResponseHeadBytes(b: Uint8Array, start: number, end: number
       const v = digitsValue(b, colon + 1, eol);
       if (v < 0 || (rs.contentLength !== -1 && rs.contentLength !== v)) return (rs.ok = false);
       rs.contentLength = v;
-      rs.lengthLines.push(pos - start, eol + 2 - start);
+      rs.sawLength = true;
     } else if (n === 17 && lowerEqBytes(b, pos, 'transfer-encoding')) {
       // The codings of later lines follow those of earlier ones: the last line names the final one.
       rs.transferEncoding = true;
