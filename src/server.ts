@@ -31,6 +31,8 @@ import { CiService } from './ci/ci-service.ts';
 import { NameRegistry } from './services/names.ts';
 import { DomainVerifier, loadVerifySecret } from './services/domain-verifier.ts';
 import { nameRoutes } from './api/v1-names.ts';
+import { sessionRoutes } from './api/session-routes.ts';
+import { consoleRoutes } from './api/console-routes.ts';
 import { Resolver } from 'node:dns/promises';
 
 export interface Cloud {
@@ -225,6 +227,11 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
       },
       (app) => ciRoutes(app, { ci, maxArchiveBytes: config.maxArchiveBytes, gatePort: gateAddr.port, authenticate: (req) => authenticate(users, req) }),
       (app) => nameRoutes(app, { names, authenticate: (req) => authenticate(users, req) }),
+      // The web console at / and its sign-in (session cookie + CSRF token) at /v1/session.
+      (app) => {
+        sessionRoutes(app, { users });
+        consoleRoutes(app);
+      },
       (app) => {
         // A full disk must not stop the API from freeing space: a delete may use the reserve.
         app.addHook('onRequest', async (req) => {

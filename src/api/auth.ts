@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import { EphError } from '../core/errors.ts';
 import type { User } from '../core/types.ts';
 import type { UserService } from '../services/users.ts';
+import { sessionUser } from './session-cookie.ts';
 
 export interface Credentials {
   userId: string;
@@ -55,6 +56,9 @@ async function check(users: UserService, req: FastifyRequest, pathUser?: string)
   const compat = pathUser !== undefined;
   const c = credentials(req, pathUser, compat);
   if (!c) {
+    // The web console's session cookie (with its CSRF token on changes); /v1 only, never the compat API.
+    const viaSession = compat ? null : sessionUser(users, req);
+    if (viaSession) return viaSession;
     const how = compat ? 'HTTP Basic (userID:token) or ?auth=<token>' : 'HTTP Basic (userID:token) or Bearer userID:token (the query string is not accepted here)';
     throw new EphError('UNAUTHORIZED', `credentials required: ${how}`);
   }

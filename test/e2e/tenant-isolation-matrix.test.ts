@@ -228,6 +228,13 @@ function rows(): Record<string, () => Case[]> {
     'GET /v1/appliances/:name/files/*': () => [hidden('GET', `/v1/appliances/${A_SITE}/files/index.html`)],
     'PUT /v1/appliances/:name/files/*': () => [hidden('PUT', `/v1/appliances/${A_SITE}/files/index.html`, Buffer.from('bob was here\n'))],
     'DELETE /v1/appliances/:name/files/*': () => [hidden('DELETE', `/v1/appliances/${A_SITE}/files/index.html`)],
+    // v1: the console's session (B signs in, reads and ends its own; a cookie never crosses users)
+    'POST /v1/session': () => [ownOnly('POST', '/v1/session')],
+    'GET /v1/session': () => [ownOnly('GET', '/v1/session')],
+    'DELETE /v1/session': () => [ownOnly('DELETE', '/v1/session')],
+    // The console's files: the same for everyone (the script is 404 where the console is not built).
+    'GET /': () => [publicRoute('GET', '/')],
+    'GET /console/:file': () => [ownOnly('GET', '/console/app.js'), ownOnly('GET', '/console/app.css')],
     // v1: CI runs
     'POST /v1/ci/runs': () => [ownOnly('POST', '/v1/ci/runs', { bogus: true })],
     'GET /v1/ci/runs': () => [ownOnly('GET', '/v1/ci/runs')],
