@@ -40,6 +40,7 @@ export const PACKAGES = [
 const SERVICES_STARTED_BY_APT = ['redis-server', 'postgresql', 'nginx', 'haproxy'];
 
 function installed(pkg) {
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax
   const r = spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' });
   return r.status === 0 && r.stdout.includes('install ok installed');
 }

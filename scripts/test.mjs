@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `npm test`: provisions the system packages the tests need (scripts/provision.mjs; EPH_NO_PROVISION=1 skips
-// it), type-checks, then runs every test/**/*.test.ts with node's test runner (tsx compiles on load), two
+// it), lints (Biome; EPH_SKIP_LINT=1 skips), type-checks, then runs every test/**/*.test.ts with node's test runner (tsx compiles on load), two
 // files at a time. At the end it lists what was skipped and why, grouped by reason.
 //
 // A file that failed is run once more, alone: a failure that repeats fails the run; one that does not is
@@ -34,6 +34,11 @@ if (files.length === 0) {
 const started = Date.now();
 if (filters.length === 0) {
   spawnSync(process.execPath, ['scripts/provision.mjs'], { stdio: 'inherit' });
+  if (!process.env.EPH_SKIP_LINT) {
+    // Biome (biome.json): errors fail the run, warnings are shown.
+    const lint = spawnSync('npx', ['biome', 'lint', '--max-diagnostics=50'], { stdio: 'inherit' });
+    if (lint.status !== 0) process.exit(lint.status ?? 1);
+  }
   if (!process.env.EPH_SKIP_TYPECHECK) {
     const tsc = spawnSync('npx', ['tsc', '--noEmit', '-p', '.'], { stdio: 'inherit' });
     if (tsc.status !== 0) process.exit(tsc.status ?? 1);

@@ -147,7 +147,9 @@ async function startOurs(): Promise<Endpoint> {
     name: 'ours',
     ports: { sink: sink.port, source: source.port, echo: echo.port },
     pids: { sink: sink.child.pid!, source: source.child.pid!, echo: echo.child.pid! },
-    stop: () => all.forEach((x) => x.child.kill('SIGTERM')),
+    stop: () => {
+      for (const x of all) x.child.kill('SIGTERM');
+    },
   };
 }
 
@@ -186,7 +188,9 @@ async function startStunnel(): Promise<Endpoint> {
     name: 'stunnel4',
     ports: { sink: sink.port, source: source.port, echo: echo.port },
     pids: { sink: sink.child.pid!, source: source.child.pid!, echo: echo.child.pid! },
-    stop: () => [sink, source, echo].forEach((x) => x.child.kill('SIGTERM')),
+    stop: () => {
+      for (const x of [sink, source, echo]) x.child.kill('SIGTERM');
+    },
   };
 }
 

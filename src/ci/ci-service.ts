@@ -136,7 +136,7 @@ export class CiService {
     const inst = await this.#o.instances.publish(user, body, name ?? run.name);
     // The run may have been reaped while the archive was uploading: its instance must not outlive it.
     const now = await this.#o.store.getCiRun(id);
-    if (!now || now.status !== 'running') {
+    if (now?.status !== 'running') {
       await this.#o.instances.remove(user, inst.hostname).catch(() => undefined);
       throw new EphError('CONFLICT', `CI run '${id}' ended while its archive was uploading`);
     }

@@ -108,7 +108,7 @@ async function runPipeline(ctx: ClientContext<RunFlags>, sourcePath: string | un
   const timer = setTimeout(() => abort.abort(new InfraError(`timed out after ${o.timeout}`)), timeoutMs);
   timer.unref();
   let run: RunView | null = null;
-  let results: TestResult[] = [];
+  const results: TestResult[] = [];
   let promotedTo: string | null = null;
 
   const finish = async (status: CiRun['status'], error?: string): Promise<RunView | null> => {

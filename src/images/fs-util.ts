@@ -17,7 +17,7 @@ export async function fsyncDir(dir: string): Promise<void> {
  * Missing paths are fine.
  */
 export async function removeTree(path: string): Promise<void> {
-  let st;
+  let st: Awaited<ReturnType<typeof lstat>>;
   try {
     st = await lstat(path);
   } catch (e) {
