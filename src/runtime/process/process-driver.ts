@@ -147,6 +147,12 @@ interface PidRecord {
  * 128+N. Drivers that share a machine must use distinct `prefix` and `subnet`
  * values: recover() deletes every namespace with its prefix.
  *
+ * A start's `limits` (the owner's plan) bound the instance: memory, CPU and
+ * processes in a cgroup `<prefix>-<hostname>` (cgroups.ts; v2, else v1), open
+ * files by RLIMIT_NOFILE, the /tmp size, a seccomp filter and no user
+ * namespaces in bubblewrap (seccomp.ts). An app killed by the kernel for
+ * passing its memory limit is reported with `reason` set.
+ *
  * @example
  * const driver = new ProcessDriver({ stateDir: join(dataDir, 'run') });
  * await driver.recover();
