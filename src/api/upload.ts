@@ -38,9 +38,9 @@ export async function readUpload(req: FastifyRequest, maxBytes: number, field = 
     throw new EphError('ARCHIVE_TOO_LARGE', `archive of ${announced} bytes is over the limit of ${maxBytes} bytes`);
   }
   const xname = req.headers['x-name'];
-  const headerName = typeof xname === 'string' ? checkImageName(headerText(xname)) : undefined;
+  const headerName = typeof xname === 'string' ? headerText(xname) : undefined;
   const q = req.query as Record<string, unknown>;
-  const queryName = typeof q.name === 'string' ? checkImageName(q.name) : undefined;
+  const queryName = typeof q.name === 'string' ? q.name : undefined;
   if (multipart) {
     const parts = req.parts({ limits: { fileSize: maxBytes + 1, files: 1 } });
     const fields: Record<string, string> = {};
@@ -50,8 +50,7 @@ export async function readUpload(req: FastifyRequest, maxBytes: number, field = 
           part.file.resume();
           throw new EphError('BAD_REQUEST', `expected the archive in form field '${field}', got '${part.fieldname}'`);
         }
-        const name = headerName ?? queryName ?? checkImageName(fields.name) ?? checkImageName(part.filename);
-        return { stream: part.file, name };
+        return { stream: part.file, name: headerName ?? queryName ?? fields.name ?? part.filename };
       }
       fields[part.fieldname] = String(part.value);
     }
@@ -62,18 +61,6 @@ export async function readUpload(req: FastifyRequest, maxBytes: number, field = 
     throw new EphError('UNSUPPORTED_MEDIA_TYPE', `send the archive as multipart field '${field}' or as the body with Content-Type application/zip`);
   }
   return { stream: body, name: headerName ?? queryName };
-}
-
-/** The longest imageName the API keeps (the same limit as `PUT …/imageName`). */
-export const MAX_IMAGE_NAME = 200;
-
-/** Refuses a name over the limit before the archive is read (INVALID_VALUE); an empty one means "none given". */
-export function checkImageName(name: string | undefined): string | undefined {
-  if (name === undefined || name.trim() === '') return undefined;
-  if (name.length > MAX_IMAGE_NAME) {
-    throw new EphError('INVALID_VALUE', `imageName must be at most ${MAX_IMAGE_NAME} characters, got ${name.length}`);
-  }
-  return name;
 }
 
 /**
