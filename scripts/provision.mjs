@@ -35,6 +35,8 @@ export const PACKAGES = [
   ['chromium', 'browser tests (console, gate pages)'],
   ['git', 'eph ci --git'],
   ['docker.io', 'the swarm runtime driver'],
+  ['litmus', 'WebDAV compliance of static sites'],
+  ['pebble', "Let's Encrypt's ACME test server, for automatic HTTPS"],
 ];
 
 const SERVICES_STARTED_BY_APT = ['redis-server', 'postgresql', 'nginx', 'haproxy'];
