@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { chown, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { PassThrough } from 'node:stream';
 import { EphError } from '../core/errors.ts';
 import type { ApplianceRecord } from '../core/types.ts';
+import { writeAccountFile } from './account-files.ts';
 import type { ApplianceDriver } from './appliance.ts';
 import { findMongod, findMongosh, onPath } from './binaries.ts';
 import type { RunAs } from './run-as.ts';
@@ -146,9 +147,8 @@ export class MongoDriver implements ApplianceDriver {
   async #toolConfig(rec: ApplianceRecord, dir: string): Promise<string> {
     const file = join(dir, `tools-${randomBytes(4).toString('hex')}.yaml`);
     const s = rec.settings;
-    await writeFile(file, `password: ${JSON.stringify(s.password ?? '')}\n`, { mode: 0o600 });
-    const who = this.#account;
-    if (who.switching) await chown(file, who.uid, who.gid);
+    // In the mongodb account's directory: created without following a link, owned by it, 0600.
+    await writeAccountFile(file, `password: ${JSON.stringify(s.password ?? '')}\n`, this.#account, 0o600);
     return file;
   }
 }

@@ -1,6 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { chown, open, rename, rm, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -8,7 +7,9 @@ import { EphError } from '../core/errors.ts';
 import type { ApplianceRecord } from '../core/types.ts';
 import type { ApplianceDriver } from './appliance.ts';
 import { findRedisServer } from './binaries.ts';
+import { createAccountFile, mustOpenAccountFile, writeAccountFile } from './account-files.ts';
 import { redisCommand } from './resp.ts';
+import type { RedisLogin } from './resp.ts';
 import type { RunAs } from './run-as.ts';
 import { assertTraversable, makePrivateDir, resolveRunAs } from './run-as.ts';
 import { ServerProcess, stopByPidFile } from './server-process.ts';
@@ -23,12 +24,27 @@ export interface RedisDriverOptions {
   maxRestoreBytes?: number;
 }
 
+/** The ACL user the cloud itself logs in as (SAVE for backups, CONFIG SET after a restore). */
+export const REDIS_PLATFORM_USER = 'eph-platform';
+
+/**
+ * What the tenant's `default` user may run: everything but the @admin
+ * commands (CONFIG, DEBUG, MODULE, REPLICAOF/SLAVEOF, SHUTDOWN, ACL SETUSER,
+ * MONITOR, CLIENT KILL…) and MIGRATE (which connects to any host and port
+ * the tenant names). SAVE, BGSAVE and LASTSAVE stay: they only write the
+ * snapshot the platform's own `dir`/`dbfilename` name.
+ */
+export const REDIS_TENANT_RULES = '~* &* +@all -@admin -migrate +save +bgsave +lastsave';
+
 /**
  * Managed Redis: one redis-server per appliance, bound to 127.0.0.1, with a
  * generated password, append-only file on (fsync every second) plus RDB
- * snapshots, run as an unprivileged account. Redis 7 keeps `dir` and
- * `dbfilename` protected from CONFIG SET by default, so a client holding the
- * password cannot make the server write elsewhere.
+ * snapshots, run as an unprivileged account. The tenant logs in as Redis's
+ * `default` user, whose ACL refuses the administrative commands: it cannot
+ * move the server to another port or address (CONFIG SET port/bind), make it
+ * write elsewhere, load modules or replicate from another host. The cloud
+ * uses a second ACL user with a password made anew at each start and kept
+ * in memory only.
  */
 export class RedisDriver implements ApplianceDriver {
   readonly kind = 'redis' as const;
@@ -36,6 +52,8 @@ export class RedisDriver implements ApplianceDriver {
   readonly backupFormat = { contentType: 'application/octet-stream', extension: 'rdb' };
   readonly #opts: RedisDriverOptions;
   readonly #running = new Map<string, ServerProcess>();
+  /** Appliance directory → password of the platform's ACL user for the server running there. */
+  readonly #platformPasswords = new Map<string, string>();
   #who: RunAs | undefined;
 
   constructor(opts: RedisDriverOptions = {}) {
@@ -68,10 +86,12 @@ export class RedisDriver implements ApplianceDriver {
     if (this.#running.get(dir)?.alive) return;
     // Written at each start: the port may have moved, and the password stays
     // out of the command line (visible in `ps`).
-    const conf = join(dir, 'redis.conf');
-    await writeFile(conf, redisConf(rec, dir, appendOnly), { mode: 0o600 });
+    const platformPassword = randomBytes(24).toString('base64url');
     const who = this.#account;
-    if (who.switching) await chown(conf, who.uid, who.gid);
+    // The directory is the redis account's: a link it left as redis.conf is replaced, never written through.
+    await writeAccountFile(join(dir, 'redis.conf'), redisConf(rec, dir, appendOnly, platformPassword), who, 0o600);
+    this.#platformPasswords.set(dir, platformPassword);
+    const conf = join(dir, 'redis.conf');
     const proc = await ServerProcess.start({
       command: this.#server(),
       args: [conf],
@@ -91,18 +111,32 @@ export class RedisDriver implements ApplianceDriver {
   async stop(_rec: ApplianceRecord, dir: string): Promise<void> {
     const proc = this.#running.get(dir);
     this.#running.delete(dir);
+    this.#platformPasswords.delete(dir);
     if (proc) await proc.stop();
     else await stopByPidFile(join(dir, 'server.pid'), this.#server(), 'SIGTERM');
   }
 
+  #platform(rec: ApplianceRecord, dir: string): RedisLogin {
+    const password = this.#platformPasswords.get(dir);
+    if (!password) throw new EphError('CONFLICT', `appliance '${rec.name}' is not running`);
+    return { user: REDIS_PLATFORM_USER, password };
+  }
+
   backup(rec: ApplianceRecord, dir: string): Readable {
-    const password = passwordOf(rec);
+    const login = this.#platform(rec, dir);
     return Readable.from(
       (async function* () {
         // SAVE writes a temporary file and renames it: the file we open is a
-        // whole snapshot even if another save follows.
-        await redisCommand(rec.port, password, ['SAVE']);
-        yield* createReadStream(join(dir, 'dump.rdb'));
+        // whole snapshot even if another save follows. Opened without
+        // following a link the redis account may have put there.
+        await redisCommand(rec.port, login, ['SAVE']);
+        const file = (await mustOpenAccountFile(join(dir, 'dump.rdb'), 'backup')).createReadStream();
+        try {
+          yield* file;
+        } finally {
+          // Also when the reader went away half-way: the descriptor is closed.
+          file.destroy();
+        }
       })(),
       { objectMode: false },
     );
@@ -111,11 +145,18 @@ export class RedisDriver implements ApplianceDriver {
   async restore(rec: ApplianceRecord, dir: string, input: Readable): Promise<void> {
     const who = this.#account;
     const incoming = join(dir, 'restore.rdb.part');
-    await pipeline(input, rdbCheck(this.#opts.maxRestoreBytes ?? 1 << 30), createWriteStream(incoming, { mode: 0o600 }));
-    const fd = await open(incoming, 'r');
-    await fd.sync();
-    await fd.close();
-    if (who.switching) await chown(incoming, who.uid, who.gid);
+    // Made anew, owned by redis from the start: whatever the redis account left under that name is not followed.
+    await rm(incoming, { force: true });
+    const fh = await createAccountFile(incoming, who, 0o600);
+    try {
+      // flush: synced to disk before the stream closes the descriptor.
+      await pipeline(input, rdbCheck(this.#opts.maxRestoreBytes ?? 1 << 30), fh.createWriteStream({ flush: true }));
+    } catch (e) {
+      await rm(incoming, { force: true });
+      throw e;
+    } finally {
+      await fh.close();
+    }
     await this.stop(rec, dir);
     // With the append-only file on, Redis loads only that file and ignores
     // the RDB; so load the RDB with AOF off, then turn AOF on, which
@@ -123,9 +164,9 @@ export class RedisDriver implements ApplianceDriver {
     await rm(join(dir, 'appendonlydir'), { recursive: true, force: true });
     await rename(incoming, join(dir, 'dump.rdb'));
     await this.#start(rec, dir, false);
-    const password = passwordOf(rec);
-    await redisCommand(rec.port, password, ['CONFIG', 'SET', 'appendonly', 'yes']);
-    await waitAofRewritten(rec.port, password);
+    const login = this.#platform(rec, dir);
+    await redisCommand(rec.port, login, ['CONFIG', 'SET', 'appendonly', 'yes']);
+    await waitAofRewritten(rec.port, login);
   }
 
   url(rec: ApplianceRecord, localPort: number): string {
@@ -134,12 +175,20 @@ export class RedisDriver implements ApplianceDriver {
   }
 }
 
-function redisConf(rec: ApplianceRecord, dir: string, appendOnly: boolean): string {
+function redisConf(rec: ApplianceRecord, dir: string, appendOnly: boolean, platformPassword: string): string {
+  // Passwords as SHA-256 (`#…`): the file holds no secret a reader could log in with.
+  const sha = (p: string): string => createHash('sha256').update(p).digest('hex');
   return [
     `port ${rec.port}`,
     'bind 127.0.0.1',
     'protected-mode yes',
-    `requirepass "${passwordOf(rec)}"`,
+    `user default reset on #${sha(passwordOf(rec))} ${REDIS_TENANT_RULES}`,
+    `user ${REDIS_PLATFORM_USER} reset on #${sha(platformPassword)} ~* &* +@all`,
+    // Redis 7's defaults, written out so that an upgrade cannot turn them on:
+    // CONFIG SET of dir/dbfilename, DEBUG and MODULE refused even to admins.
+    'enable-protected-configs no',
+    'enable-debug-command no',
+    'enable-module-command no',
     `dir "${dir}"`,
     'dbfilename dump.rdb',
     `appendonly ${appendOnly ? 'yes' : 'no'}`,
@@ -180,10 +229,10 @@ function rdbCheck(limit: number): Transform {
   });
 }
 
-async function waitAofRewritten(port: number, password: string): Promise<void> {
+async function waitAofRewritten(port: number, login: RedisLogin): Promise<void> {
   const deadline = Date.now() + 60_000;
   for (;;) {
-    const info = String(await redisCommand(port, password, ['INFO', 'persistence']));
+    const info = String(await redisCommand(port, login, ['INFO', 'persistence']));
     const field = (k: string): string | undefined => new RegExp(`^${k}:(\\S+)`, 'm').exec(info)?.[1];
     if (field('aof_rewrite_in_progress') === '0' && field('aof_rewrite_scheduled') === '0') {
       if (field('aof_last_bgrewrite_status') !== 'ok') throw new EphError('INTERNAL', 'redis could not rewrite its append-only file');

@@ -2,19 +2,25 @@ import { connect } from 'node:net';
 
 export type RespValue = string | number | null | RespValue[];
 
+/** An ACL user of the server and its password. */
+export interface RedisLogin {
+  user: string;
+  password: string;
+}
+
 /**
  * Sends one command to a Redis server and answers its reply: the few
  * administrative commands the Redis appliance needs (SAVE, CONFIG SET,
  * INFO), so it does not depend on redis-cli. Error replies reject.
  */
-export function redisCommand(port: number, password: string, args: readonly string[], timeoutMs = 30_000): Promise<RespValue> {
+export function redisCommand(port: number, login: RedisLogin, args: readonly string[], timeoutMs = 30_000): Promise<RespValue> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1');
     let buf = Buffer.alloc(0);
     let replies = 0;
     socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`redis ${args[0]}: no answer within ${timeoutMs} ms`)));
     socket.once('error', reject);
-    socket.write(encode(['AUTH', password]) + encode(args));
+    socket.write(encode(['AUTH', login.user, login.password]) + encode(args));
     socket.on('data', (chunk: Buffer) => {
       buf = Buffer.concat([buf, chunk]);
       for (;;) {

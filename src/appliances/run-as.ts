@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { chown, mkdir, stat } from 'node:fs/promises';
+import { lchown, lstat, mkdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { EphError } from '../core/errors.ts';
 
@@ -37,8 +37,18 @@ export function spawnIdentity(who: RunAs): { uid?: number; gid?: number } {
 
 /** Creates `dir` (mode 0700) owned by `who`, so that only the server's account (and root) can read its data. */
 export async function makePrivateDir(dir: string, who: RunAs): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  if (who.switching) await chown(dir, who.uid, who.gid);
+  await mkdir(dirname(dir), { recursive: true });
+  try {
+    await mkdir(dir, { mode: 0o700 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+  // A subdirectory is made inside a directory `who` owns already: that account
+  // could have put a link under this name to make root give away its target.
+  // lstat/lchown never follow one.
+  const st = await lstat(dir);
+  if (!st.isDirectory()) throw new EphError('INTERNAL', `appliance data directory: ${dir} is not a directory (a link?)`);
+  if (who.switching) await lchown(dir, who.uid, who.gid);
 }
 
 /**

@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { EphError } from '../core/errors.ts';
+import { readAccountFile, writeAccountFile } from './account-files.ts';
 import type { RunAs } from './run-as.ts';
 import { spawnIdentity } from './run-as.ts';
 import { baseEnv } from './run-command.ts';
@@ -76,7 +77,8 @@ export class ServerProcess {
         finish(new EphError('START_FAILED', `${name} was not ready within ${opts.readyTimeoutMs ?? 30_000} ms: ${proc.lastOutput()}`));
       }, opts.readyTimeoutMs ?? 30_000);
     });
-    if (child.pid !== undefined) await writeFile(opts.pidFile, `${child.pid}\n`);
+    // The directory belongs to the server's account: never write through a link it left there.
+    if (child.pid !== undefined) await writeAccountFile(opts.pidFile, `${child.pid}\n`, null, 0o644);
     void proc.#exited.then(() => {
       if (!proc.#stopping) opts.onCrash?.(proc.lastOutput());
     });
@@ -117,12 +119,13 @@ export class ServerProcess {
  * beside it. Stop it the clean way first.
  */
 export async function stopByPidFile(pidFile: string, command: string, signal: NodeJS.Signals): Promise<void> {
-  let pid: number;
-  try {
-    pid = Number((await readFile(pidFile, 'utf8')).trim());
-  } catch {
+  // A link or FIFO in its place is not ours: ignored (and removed below).
+  const text = await readAccountFile(pidFile).catch(() => null);
+  if (text === null) {
+    await rm(pidFile, { force: true });
     return;
   }
+  const pid = Number(text.trim());
   if (Number.isInteger(pid) && pid > 1 && isProcessOf(pid, command)) {
     process.kill(pid, signal);
     const deadline = Date.now() + 20_000;

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { Readable } from 'node:stream';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ApplianceRecord } from '../../src/core/types.ts';
 import { findRedisServer, onPath } from '../../src/appliances/binaries.ts';
@@ -72,6 +72,57 @@ test('SET and GET through the TLS-PSK tunnel with redis-cli', { skip: NO_REDIS }
 test('a client without the password is refused by redis itself', { skip: NO_REDIS }, async () => {
   const out = await cli(rec, 'redis://default:wrong@127.0.0.1:6379/0', 'GET', 'greeting').catch((e: Error) => e.message);
   assert.match(out, /WRONGPASS|NOAUTH|invalid/i);
+});
+
+test("the tenant cannot change the platform's settings: CONFIG, DEBUG, MODULE, REPLICAOF, MIGRATE, ACL, SHUTDOWN are refused (redis-cli through the tunnel)", { skip: NO_REDIS }, async () => {
+  const url = cloud.appliances.view(rec).url;
+  // Another tenant's appliance: its public port is what an attacker would try to take.
+  const victim = await cloud.appliances.create(cloud.other, 'static', 'victim');
+  const attempts: string[][] = [
+    ['CONFIG', 'SET', 'port', String(victim.publicPort)],
+    ['CONFIG', 'SET', 'bind', '0.0.0.0'],
+    ['CONFIG', 'SET', 'protected-mode', 'no'],
+    ['CONFIG', 'SET', 'dir', '/'],
+    ['CONFIG', 'SET', 'dbfilename', 'authorized_keys'],
+    ['CONFIG', 'GET', '*'],
+    ['CONFIG', 'REWRITE'],
+    ['DEBUG', 'SLEEP', '0'],
+    ['MODULE', 'LOAD', '/tmp/evil.so'],
+    ['REPLICAOF', '127.0.0.1', String(victim.publicPort)],
+    ['SLAVEOF', '127.0.0.1', String(victim.publicPort)],
+    ['MIGRATE', '127.0.0.1', String(victim.publicPort), 'k', '0', '1000'],
+    ['ACL', 'SETUSER', 'default', '+@all'],
+    ['ACL', 'SETUSER', 'eph-platform', 'on', '>mine'],
+    ['SHUTDOWN', 'NOSAVE'],
+    ['MONITOR'],
+  ];
+  for (const args of attempts) {
+    const out = await cli(rec, url, ...args);
+    // DEBUG and MODULE are also switched off in redis.conf, which Redis checks before the ACL.
+    assert.match(out, /^(NOPERM |ERR (DEBUG|MODULE) command not allowed)/, `${args.join(' ')} answered ${JSON.stringify(out)}`);
+  }
+  // Still where the platform put it, and a tenant's ordinary work goes on.
+  assert.deepEqual(listeningAddresses(rec.port), ['127.0.0.1']);
+  assert.equal(await cli(rec, url, 'SET', 'after', 'still mine'), 'OK');
+  assert.equal(await cli(rec, url, 'GET', 'after'), 'still mine');
+  assert.equal(await cli(rec, url, 'SAVE'), 'OK');
+  assert.equal(await cli(rec, url, 'ACL', 'WHOAMI'), 'default');
+  const victimView = await cloud.appliances.get(cloud.other, 'victim');
+  assert.equal(victimView.status, 'running');
+  await cloud.appliances.stop(cloud.other, 'victim');
+  assert.equal((await cloud.appliances.start(cloud.other, 'victim')).status, 'running');
+  await cloud.appliances.remove(cloud.other, 'victim');
+});
+
+test('redis.conf is 0600, owned by the server account, and holds no password in clear', { skip: NO_REDIS }, () => {
+  const conf = join(cloud.dir, 'appliances', cloud.user.id, 'cache', 'redis.conf');
+  const st = statSync(conf);
+  assert.equal(st.mode & 0o777, 0o600);
+  if (process.getuid?.() === 0) assert.equal(st.uid, Number(execFileSync('id', ['-u', 'redis'], { encoding: 'utf8' }).trim()));
+  const text = readFileSync(conf, 'utf8');
+  assert.ok(!text.includes(String(rec.settings.password)), 'the tenant password is in clear');
+  assert.doesNotMatch(text, /requirepass/);
+  assert.match(text, /^user default reset on #[0-9a-f]{64} /m);
 });
 
 test('data survives stop and start (append-only file)', { skip: NO_REDIS }, async () => {
