@@ -117,11 +117,14 @@ test('eph serve names the cgroup mode on its start-up line, and refuses a bad --
     let err = '';
     child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    started.push({ child, exited });
     return { child, exited, err: () => err };
   };
+  const started: { child: ReturnType<typeof spawn>; exited: Promise<number | null> }[] = [];
   try {
     const bad = run(['--plan-limits', 'standard:memory=lots']);
-    assert.equal(await bad.exited, 1);
+    const deadline = new Promise<string>((r) => setTimeout(() => r('still running after 30 s'), 30_000).unref());
+    assert.equal(await Promise.race([bad.exited, deadline]), 1);
     assert.match(bad.err(), /^eph: --plan-limits memory: expected a size like 50MB, got 'lots'\n$/);
 
     const good = run(['--plan-limits', 'free:memory=256MiB,pids=64']);
@@ -134,6 +137,10 @@ test('eph serve names the cgroup mode on its start-up line, and refuses a bad --
       await good.exited;
     }
   } finally {
+    for (const s of started) {
+      if (s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGKILL');
+      await s.exited;
+    }
     rmSync(root, { recursive: true, force: true });
   }
 });
