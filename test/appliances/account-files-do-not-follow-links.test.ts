@@ -61,7 +61,7 @@ async function api(method: string, path: string, body?: Buffer): Promise<{ statu
   const res = await fetch(`${fx.cloud.apiUrl}${path}`, {
     method,
     headers: { authorization: auth, ...(body ? { 'content-type': 'application/octet-stream' } : {}), ...(method === 'POST' && !body ? { 'content-type': 'application/json' } : {}) },
-    ...(body ? { body } : method === 'POST' ? { body: '{}' } : {}),
+    ...(body ? { body: new Uint8Array(body) } : method === 'POST' ? { body: '{}' } : {}),
   });
   const buf = Buffer.from(await res.arrayBuffer());
   return { status: res.status, text: buf.toString(), buf };
