@@ -1,11 +1,10 @@
 // psk.txt is read the way stunnel reads it, and refused with the line number
 // wherever stunnel would refuse it (or silently misread it).
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { promisify } from 'node:util';
 import { EphError } from '../../src/core/errors.ts';
 import {
   choosePskIdentity,
@@ -15,8 +14,6 @@ import {
   pskKeyBytes,
 } from '../../src/tunnel/psk-file.ts';
 import { NO_STUNNEL, STUNNEL, freePort, tempDir, writePskFile } from './fixtures.ts';
-
-const run = promisify(execFile);
 
 function refusal(text: string): string {
   try {
@@ -112,22 +109,74 @@ test('choosePskIdentity takes the first identity unless one is named', () => {
   assert.throws(() => choosePskIdentity(map, 'third'), /psk\.txt has no identity "third"/);
 });
 
-test('stunnel4 agrees: it loads every file we accept and refuses the short hex key we refuse', { skip: NO_STUNNEL, timeout: 20_000 }, async (t) => {
+/**
+ * What real stunnel4 says of a psk.txt: 'accepted' once it logs
+ * "Configuration successful" (it is then stopped), 'refused' when it exits
+ * having logged that it could not read the secrets. stunnel has no
+ * config-check mode, so wait for one of these two signals.
+ */
+async function stunnelVerdict(dir: string, psk: string): Promise<'accepted' | 'refused'> {
+  writePskFile(dir, psk);
+  const port = await freePort();
+  const conf = join(dir, `check-${process.pid}-${Math.random().toString(36).slice(2)}.conf`);
+  writeFileSync(conf, `foreground = yes\npid =\ndebug = 5\n[s]\naccept = 127.0.0.1:${port}\nconnect = 127.0.0.1:1\nPSKsecrets = psk.txt\nciphers = PSK\n`);
+  const child = spawn('timeout', ['60', STUNNEL!, conf], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  return new Promise((resolve, reject) => {
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      log += d;
+      if (/Configuration successful/.test(log)) {
+        child.kill('SIGTERM');
+        resolve('accepted');
+      }
+    });
+    child.once('close', () => {
+      if (/Failed to read PSK secrets|Configuration failed/.test(log)) resolve('refused');
+      else reject(new Error(`stunnel4 stopped without a verdict:\n${log}`));
+    });
+  });
+}
+
+/** Our verdict on the same psk.txt. */
+function ourVerdict(psk: string): 'accepted' | 'refused' {
+  try {
+    parsePskFile(psk);
+    return 'accepted';
+  } catch {
+    return 'refused';
+  }
+}
+
+// The 15/16-byte boundary, both ways of writing a key: ASCII (its bytes),
+// hexadecimal (its decoded bytes) and non-ASCII UTF-8 (bytes, not characters).
+const BOUNDARY: [string, string, 'accepted' | 'refused'][] = [
+  ['9 ASCII bytes', 'a:ninebytes', 'refused'],
+  ['15 ASCII bytes', 'a:fifteen-bytes!!', 'refused'],
+  ['16 ASCII bytes', 'a:sixteen-bytes!!!', 'accepted'],
+  ['15 bytes in hex (30 digits)', `a:${'ab'.repeat(15)}`, 'refused'],
+  ['16 bytes in hex (32 digits)', `a:${'ab'.repeat(16)}`, 'accepted'],
+  ['8 characters, 15 UTF-8 bytes', 'a:ééééééé!', 'refused'],
+  ['8 characters, 16 UTF-8 bytes', 'a:éééééééé', 'accepted'],
+];
+
+test('key length: 9 and 15 bytes are refused, 16 accepted (ASCII, hex, UTF-8)', () => {
+  for (const [what, line, verdict] of BOUNDARY) {
+    assert.equal(ourVerdict(`${line}\n`), verdict, what);
+  }
+  assert.equal(refusal('a:fifteen-bytes!!\n'), 'psk.txt line 1: expected IDENTITY:KEY with a key of at least 16 characters');
+  assert.match(refusal(`a:${'ab'.repeat(15)}\n`), /^psk\.txt line 1: the key is 15 bytes written in hexadecimal; at least 16 bytes \(32 hex digits\)/);
+});
+
+test('stunnel4 agrees on both sides of the 16-byte boundary, and loads every file we accept', { skip: NO_STUNNEL, timeout: 120_000 }, async (t) => {
   const dir = tempDir(t);
-  const check = async (psk: string): Promise<boolean> => {
-    writePskFile(dir, psk);
-    const port = await freePort();
-    // stunnel has no config-check mode: it exits at once on a bad PSKsecrets
-    // file and otherwise runs, so bound it to a second and read what it said.
-    const conf = join(dir, 'check.conf');
-    writeFileSync(conf, `foreground = yes\npid =\n[s]\naccept = 127.0.0.1:${port}\nconnect = 127.0.0.1:1\nPSKsecrets = psk.txt\nciphers = PSK\n`);
-    const r = await run('timeout', ['1', STUNNEL!, conf], { cwd: dir }).catch((e: { stderr?: string }) => ({ stderr: e.stderr ?? '' }));
-    return !/Failed to read PSK secrets|Configuration failed/.test(r.stderr);
-  };
+  for (const [what, line, verdict] of BOUNDARY) {
+    assert.equal(await stunnelVerdict(dir, `${line}\n`), verdict, `stunnel4 on ${what}`);
+    assert.equal(ourVerdict(`${line}\n`), verdict, `parsePskFile on ${what}`);
+  }
   const good = formatPskFile(parsePskFile('alice:correct horse battery\nci:00112233445566778899aabbccddeeff\nodd:0123456789abcdef0\n'));
-  assert.equal(await check(good), true);
-  assert.equal(await check('a:0123456789abcdef\n'), false);
+  assert.equal(await stunnelVerdict(dir, good), 'accepted');
+  assert.equal(await stunnelVerdict(dir, 'a:0123456789abcdef\n'), 'refused');
   assert.throws(() => parsePskFile('a:0123456789abcdef\n'));
-  assert.equal(await check('a:short\n'), false);
+  assert.equal(await stunnelVerdict(dir, 'a:short\n'), 'refused');
   assert.throws(() => parsePskFile('a:short\n'));
 });
