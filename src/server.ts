@@ -31,6 +31,11 @@ import { CiService } from './ci/ci-service.ts';
 import { NameRegistry } from './services/names.ts';
 import { DomainVerifier, loadVerifySecret } from './services/domain-verifier.ts';
 import { nameRoutes } from './api/v1-names.ts';
+import { SecretBox } from './services/secret-box.ts';
+import { ConfigVarService } from './services/config-vars.ts';
+import { AttachmentService } from './services/attachments.ts';
+import { configRoutes } from './api/v1-config.ts';
+import { attachmentRoutes } from './api/v1-attachments.ts';
 import { sessionRoutes } from './api/session-routes.ts';
 import { consoleRoutes } from './api/console-routes.ts';
 import { Resolver } from 'node:dns/promises';
@@ -50,6 +55,10 @@ export interface Cloud {
   appliances: ApplianceService;
   /** CI runs and their time-to-live reaper. */
   ci: CiService;
+  /** Config vars of instances, sealed with the key of `config.secretsKeyFile`. */
+  configVars: ConfigVarService;
+  /** Appliances attached to instances (tunnels inside them). */
+  attachments: AttachmentService;
   table: RoutingTable;
   /** One owner per public name; the only writer of `table`. */
   names: NameRegistry;
@@ -102,6 +111,8 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
       : null;
 
   const store = await openStore(config.store, dataDir);
+  // Outside the store: a copy of the database alone opens no config var.
+  const secretBox = await SecretBox.load(config.secretsKeyFile ?? join(dataDir, 'secrets.key'));
   const images = new ImageStore({
     root: join(dataDir, 'images'),
     tmpDir: join(dataDir, 'tmp'),
@@ -120,6 +131,9 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
   // The gate is built before the instances so that they can tell it about starts and stops.
   let gate: ReturnType<typeof createGate> | null = null;
   const users = new UserService(store, config.plans, clock, config.authLimits);
+  // Built after the instances (they need each other): read at each start, by then set.
+  let configVars: ConfigVarService | null = null;
+  let attachments: AttachmentService | null = null;
   const instances = new InstanceService({
     store,
     images,
@@ -135,6 +149,11 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     maxLogBytes: config.maxLogBytes,
     ...(opts.appEnv ? { appEnv: opts.appEnv } : {}),
     log: (msg, fields) => log.info(fields ?? {}, msg),
+    launchSetup: async (hostname) => ({
+      env: configVars ? await configVars.envOf(hostname) : {},
+      tunnels: attachments ? await attachments.tunnelsOf(hostname) : [],
+    }),
+    onRemoved: (hostname) => attachments?.instanceRemoved(hostname),
     onRunningChange: (hostname, running) => {
       if (!gate) return;
       if (!running) gate.forgetInstance(hostname);
@@ -169,7 +188,20 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     publicBind: config.publicBind,
     clock,
     log,
+    attachedIdentities: (userId, name) => attachments?.identities(userId, name),
   });
+  configVars = new ConfigVarService({ store, box: secretBox, instances, users, clock });
+  attachments = new AttachmentService({
+    store,
+    box: secretBox,
+    instances,
+    appliances,
+    configVars,
+    users,
+    clock,
+    ...attachmentNetwork(driver, config.publicBind),
+  });
+  await attachments.load();
   await appliances.load();
   // Tunnels inside instances (their stunnel.conf) reach the appliances' TLS-PSK endpoints, and no other host port.
   const openAppliancePorts = async (): Promise<void> => {
@@ -225,6 +257,8 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
           }
         });
       },
+      (app) => configRoutes(app, { configVars: configVars!, authenticate: (req) => authenticate(users, req) }),
+      (app) => attachmentRoutes(app, { attachments: attachments!, configVars: configVars!, authenticate: (req) => authenticate(users, req) }),
       (app) => ciRoutes(app, { ci, maxArchiveBytes: config.maxArchiveBytes, gatePort: gateAddr.port, authenticate: (req) => authenticate(users, req) }),
       (app) => nameRoutes(app, { names, authenticate: (req) => authenticate(users, req) }),
       // The web console at / and its sign-in (session cookie + CSRF token) at /v1/session.
@@ -272,6 +306,8 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     certs,
     appliances,
     ci,
+    configVars,
+    attachments,
     table,
     names,
     get apiRoutes() {
@@ -291,5 +327,23 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
       await appliances.close();
       await store.close();
     },
+  };
+}
+
+/**
+ * How attachments' tunnels reach the appliances from this driver's
+ * instances, or why they cannot: inside a network namespace the host is
+ * reached on its veth address, which an endpoint bound to loopback only
+ * does not listen on.
+ */
+function attachmentNetwork(driver: Driver, publicBind: string): { loopback: 'namespace' | 'shared'; unavailable: string | null } {
+  if (!(driver instanceof ProcessDriver)) return { loopback: 'shared', unavailable: `the ${driver.name} runtime does not open tunnels for attachments (use a stunnel.conf in the archive)` };
+  if (driver.mode !== 'netns') return { loopback: 'shared', unavailable: null };
+  const loopbackOnly = /^(127\.|::1$|\[::1\]$|localhost$)/.test(publicBind);
+  return {
+    loopback: 'namespace',
+    unavailable: loopbackOnly
+      ? `the appliances' TLS-PSK endpoints listen on ${publicBind} only, which instances in their network namespaces cannot reach: start the cloud with --public-bind 0.0.0.0 (EPH_PUBLIC_BIND)`
+      : null,
   };
 }

@@ -43,6 +43,23 @@ export interface ApplianceServiceOptions {
   /** Unprivileged account for every database server when the cloud runs as root (default: postgres, redis, mongodb). */
   runAs?: string;
   log?: ApplianceLog;
+  /**
+   * Identities of instances' attachments (src/services/attachments.ts),
+   * accepted besides the appliance's own and kept apart from them: uploading
+   * a psk.txt does not revoke an attachment.
+   */
+  attachedIdentities?: (userId: string, name: string) => ReadonlyMap<string, string> | undefined;
+}
+
+/** What attaching an appliance to an instance needs to know of it. */
+export interface AttachTarget {
+  kind: ApplianceKind;
+  /** Port of its TLS-PSK endpoint. */
+  publicPort: number;
+  /** The port its clients expect on their side (5432 for PostgreSQL). */
+  defaultLocalPort: number;
+  /** The client URL through a tunnel accepting on `localPort`. */
+  url(localPort: number): string;
 }
 
 /** An appliance as the API and the CLI show it. */
@@ -281,6 +298,22 @@ export class ApplianceService {
     });
   }
 
+  /**
+   * The user's appliance as an attachment sees it.
+   * @throws EphError NOT_FOUND (another user's too), CONFLICT while it is being created.
+   */
+  async attachTarget(user: User, name: string): Promise<AttachTarget> {
+    const rec = await this.get(user, name);
+    if (rec.status === 'creating' || rec.publicPort === 0) throw new EphError('CONFLICT', `appliance '${name}' is still being created`);
+    const driver = this.#drivers[rec.kind];
+    return { kind: rec.kind, publicPort: rec.publicPort, defaultLocalPort: driver.defaultLocalPort, url: (port) => driver.url(rec, port) };
+  }
+
+  /** Cuts the live connections of one identity (a detached attachment); answers how many. */
+  disconnect(userId: string, name: string, identity: string): number {
+    return this.#runtime.get(keyOf(userId, name))?.endpoint?.disconnect(identity) ?? 0;
+  }
+
   /** The psk.txt of a record (shown once, in the answer to create). */
   pskFile(rec: ApplianceRecord): string {
     return formatPskFile(rec.psk);
@@ -403,7 +436,11 @@ export class ApplianceService {
     return startPskEndpoint({
       listen: { host: this.#o.publicBind ?? '127.0.0.1', port },
       target: { host: '127.0.0.1', port: rec.port },
-      identities: () => rt.psk,
+      identities: () => {
+        const attached = this.#o.attachedIdentities?.(rec.userId, rec.name);
+        // The appliance's own identities win a (most unlikely) clash of names.
+        return attached === undefined || attached.size === 0 ? rt.psk : new Map([...attached, ...rt.psk]);
+      },
       ...(log
         ? {
             onRefused: (reason: string, remoteAddress: string | undefined) =>

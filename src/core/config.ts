@@ -42,6 +42,11 @@ export interface Config {
   authLimits: AuthLimits;
   /** The operator's bearer token for every host's gate series on /metrics (EPH_METRICS_TOKEN); null: none. */
   metricsToken: string | null;
+  /**
+   * The key sealing config vars (EPH_SECRETS_KEY_FILE); default `DATA/secrets.key`, created at first
+   * start. Kept out of the store: replicas of a cluster must share the same file.
+   */
+  secretsKeyFile?: string;
 }
 
 /** A token bucket: `burst` failures at once, refilled at `burst` per `windowMs`. */
@@ -205,10 +210,11 @@ export function loadConfig(flags: ConfigInput, env: NodeJS.ProcessEnv = process.
     subnet: env.EPH_SUBNET ?? '10.213.0.0/16',
     egress: parseEgress(pick('egress', 'EPH_EGRESS') ?? 'public'),
     logLevel: pick('logLevel', 'EPH_LOG_LEVEL') ?? 'info',
-    authLimits: parseAuthLimits(env),
     verifyDomains: flags.verifyDomains ?? env.EPH_VERIFY_DOMAINS === '1',
     dnsServers: (env.EPH_DNS_SERVERS ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''),
+    authLimits: parseAuthLimits(env),
     metricsToken: parseMetricsToken(env.EPH_METRICS_TOKEN),
+    ...(env.EPH_SECRETS_KEY_FILE ? { secretsKeyFile: env.EPH_SECRETS_KEY_FILE } : {}),
   };
 }
 

@@ -31,6 +31,7 @@ export const ERROR_CATALOGUE = {
   INTERNAL: { status: 500, text: 'Internal error' },
   HEALTH_CHECK_FAILED: { status: 409, text: 'The target did not pass its health check; the route is unchanged' },
   NO_EARLIER_ROUTE: { status: 409, text: 'The route has no earlier state to roll back to' },
+  CONFIG_TOO_LARGE: { status: 413, text: 'The config vars are over the plan limit' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

@@ -8,7 +8,16 @@ export interface PlanQuotas {
   maxInstances?: number;
   /** Bytes of archives a user's instances may keep stored: the sum of each instance's archive size. */
   maxStoredBytes?: number;
+  /** Config vars per instance (`eph config set`). */
+  maxConfigVars?: number;
+  /** Bytes of one config var's value. */
+  maxConfigValueBytes?: number;
+  /** Bytes of all config vars of one instance, names and values. */
+  maxConfigBytes?: number;
 }
+
+/** Config var limits every plan gets unless set otherwise (`vars`, `var-size`, `config-size`). */
+export const CONFIG_VAR_DEFAULTS: PlanQuotas = { maxConfigVars: 64, maxConfigValueBytes: 32 * 1024, maxConfigBytes: 256 * 1024 };
 
 /**
  * Quotas of the embedded plans; a plan defined with `--plans` that is not
@@ -16,17 +25,26 @@ export interface PlanQuotas {
  * small enough that one account cannot fill the data disk.
  */
 export const PLAN_QUOTA_DEFAULTS: Readonly<Record<string, PlanQuotas>> = {
-  free: { maxInstances: 20, maxStoredBytes: 2 * 2 ** 30 },
-  standard: { maxInstances: 200, maxStoredBytes: 20 * 2 ** 30 },
+  free: { maxInstances: 20, maxStoredBytes: 2 * 2 ** 30, ...CONFIG_VAR_DEFAULTS },
+  standard: { maxInstances: 200, maxStoredBytes: 20 * 2 ** 30, ...CONFIG_VAR_DEFAULTS },
 };
-export const DEFAULT_QUOTAS: PlanQuotas = { maxInstances: 200, maxStoredBytes: 20 * 2 ** 30 };
+export const DEFAULT_QUOTAS: PlanQuotas = { maxInstances: 200, maxStoredBytes: 20 * 2 ** 30, ...CONFIG_VAR_DEFAULTS };
 
-const KEYS = ['instances', 'storage'] as const;
+const KEYS = ['instances', 'storage', 'vars', 'var-size', 'config-size'] as const;
+const FIELDS: Record<(typeof KEYS)[number], keyof PlanQuotas> = {
+  instances: 'maxInstances',
+  storage: 'maxStoredBytes',
+  vars: 'maxConfigVars',
+  'var-size': 'maxConfigValueBytes',
+  'config-size': 'maxConfigBytes',
+};
 
 /**
  * Applies `PLAN:key=value,...;PLAN:...` (`*` for every plan) on top of the
- * defaults. Keys: `instances` (a count), `storage` (a size like 5GiB); both
- * also `off` (not limited).
+ * defaults. Keys: `instances` (a count), `storage` (a size like 5GiB),
+ * `vars` (config vars per instance), `var-size` (bytes of one value),
+ * `config-size` (bytes of all of an instance's vars); each also `off` (not
+ * limited by the plan).
  *
  * @example withPlanQuotas('--plan-quotas', plans, 'free:instances=5,storage=500MB;*:storage=off')
  * @throws EphError INVALID_CONFIG naming the bad part.
@@ -48,8 +66,9 @@ export function withPlanQuotas(flag: string, plans: Plan[], raw: string | undefi
       if (!key || value === undefined || value === '' || !(KEYS as readonly string[]).includes(key)) {
         throw new EphError('INVALID_CONFIG', `${flag}: expected key=value with key one of ${KEYS.join(', ')}, got '${kv}'`);
       }
-      const field = key === 'instances' ? 'maxInstances' : 'maxStoredBytes';
-      const n = value === 'off' ? undefined : key === 'instances' ? count(flag, value) : parseSize(`${flag} storage`, value);
+      const field = FIELDS[key as (typeof KEYS)[number]];
+      const counted = key === 'instances' || key === 'vars';
+      const n = value === 'off' ? undefined : counted ? count(flag, key, value) : parseSize(`${flag} ${key}`, value);
       for (const t of targets) {
         if (n === undefined) delete t[field];
         else t[field] = n;
@@ -59,7 +78,7 @@ export function withPlanQuotas(flag: string, plans: Plan[], raw: string | undefi
   return plans.map((p) => ({ ...p, quotas: byPlan.get(p.name)! }));
 }
 
-function count(flag: string, value: string): number {
-  if (!/^\d+$/.test(value)) throw new EphError('INVALID_CONFIG', `${flag}: instances expects a whole number or off, got '${value}'`);
+function count(flag: string, key: string, value: string): number {
+  if (!/^\d+$/.test(value)) throw new EphError('INVALID_CONFIG', `${flag}: ${key} expects a whole number or off, got '${value}'`);
   return Number(value);
 }

@@ -19,6 +19,22 @@ export interface LaunchSpec {
   maxLogBytes: number;
   /** The owner's plan limits (memory, CPU, pids, open files, /tmp, sandbox rules); absent: none. */
   limits?: PlanLimits;
+  /** TLS-PSK client tunnels to open inside the instance (attached appliances); absent: none. */
+  tunnels?: LaunchTunnel[];
+}
+
+/**
+ * A client tunnel inside the instance: it accepts on 127.0.0.1:`localPort`
+ * there and connects, over TLS-PSK, to an appliance's endpoint on the host.
+ */
+export interface LaunchTunnel {
+  /** Service name (stunnel section), e.g. the appliance's name. */
+  name: string;
+  localPort: number;
+  /** Port of the appliance's TLS-PSK endpoint on the host. */
+  endpointPort: number;
+  identity: string;
+  key: string;
 }
 
 export interface ExitInfo {

@@ -7,7 +7,7 @@ import type { Clock } from '../core/clock.ts';
 import type { HostPort } from '../core/config.ts';
 import type { AppKind, Instance, Plan, User } from '../core/types.ts';
 import type { Store } from '../store/store.ts';
-import type { Driver } from '../runtime/driver.ts';
+import type { Driver, LaunchTunnel } from '../runtime/driver.ts';
 import { tryConnect, waitReady } from '../runtime/ready.ts';
 import type { GateBackend } from '../gate/backend.ts';
 import type { RoutingTable } from '../gate/routing-table.ts';
@@ -44,6 +44,10 @@ export interface InstanceServiceOptions {
   onRunningChange?: (hostname: string, running: boolean) => void;
   /** The one owner-checking writer of `table` (production passes the cloud's); default: one over `table` and the store. */
   names?: NameRegistry;
+  /** Read at every start: the instance's config vars (environment) and its attached appliances' tunnels. */
+  launchSetup?: (hostname: string) => Promise<{ env: Record<string, string>; tunnels: LaunchTunnel[] }>;
+  /** Told after an instance is deleted (its config vars and attachments went with it). */
+  onRemoved?: (hostname: string, userId: string) => void;
 }
 
 interface Live {
@@ -218,6 +222,7 @@ export class InstanceService implements GateBackend {
     }
     await rm(this.logFile(i.hostname), { force: true });
     await rm(`${this.logFile(i.hostname)}.1`, { force: true });
+    this.#o.onRemoved?.(i.hostname, i.userId);
     return i;
   }
 
@@ -357,13 +362,16 @@ export class InstanceService implements GateBackend {
       const image = await this.#o.store.getImage(i.imageDigest);
       if (!image) throw new EphError('START_FAILED', `image ${i.imageDigest.slice(0, 12)} is missing`);
       await mkdir(this.#o.logDir, { recursive: true });
+      // Config vars first: the operator's appEnv and the cloud's own names win over a tenant's.
+      const setup = this.#o.launchSetup ? await this.#o.launchSetup(i.hostname) : { env: {}, tunnels: [] };
       const upstream = await this.#o.driver.start({
         hostname: i.hostname,
         imageDir: this.#o.images.dir(i.imageDigest),
         kind: image.kind,
         entry: image.entry,
         pharoVm: this.#o.pharoVm,
-        env: { ...this.#o.appEnv, EPH_HOSTNAME: i.hostname },
+        env: { ...setup.env, ...this.#o.appEnv, EPH_HOSTNAME: i.hostname },
+        ...(setup.tunnels.length > 0 ? { tunnels: setup.tunnels } : {}),
         logFile: this.logFile(i.hostname),
         maxLogBytes: this.#o.maxLogBytes,
         ...(plan.limits ? { limits: plan.limits } : {}),

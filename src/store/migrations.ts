@@ -101,6 +101,31 @@ const MIGRATIONS: Migration[] = [
       .execute();
     await db.schema.createIndex('ci_runs_user').on('ci_runs').columns(['user_id', 'created_at']).execute();
   },
+  async (db) => {
+    // Config vars of instances (values sealed by the cloud's key, never clear text) and attached appliances.
+    await db.schema
+      .createTable('config_vars')
+      .addColumn('hostname', 'text', (c) => c.notNull().references('instances.hostname'))
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('sealed', 'text', (c) => c.notNull())
+      .addColumn('secret', 'integer', (c) => c.notNull())
+      .addColumn('size', 'integer', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .addPrimaryKeyConstraint('config_vars_pk', ['hostname', 'name'])
+      .execute();
+    await db.schema
+      .createTable('attachments')
+      .addColumn('hostname', 'text', (c) => c.notNull().references('instances.hostname'))
+      .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
+      .addColumn('appliance', 'text', (c) => c.notNull())
+      .addColumn('var_name', 'text', (c) => c.notNull())
+      .addColumn('identity', 'text', (c) => c.notNull())
+      .addColumn('sealed_key', 'text', (c) => c.notNull())
+      .addColumn('local_port', 'integer', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addPrimaryKeyConstraint('attachments_pk', ['hostname', 'appliance'])
+      .execute();
+  },
 ];
 
 export async function migrate(db: Kysely<Tables>, backend: 'sqlite' | 'postgres'): Promise<void> {

@@ -62,4 +62,22 @@ export interface Tables {
     /** The rest of the run, as JSON (src/ci/ci-run.ts). */
     doc: string;
   };
+  config_vars: {
+    hostname: string;
+    name: string;
+    sealed: string;
+    secret: number;
+    size: number;
+    updated_at: number;
+  };
+  attachments: {
+    hostname: string;
+    user_id: string;
+    appliance: string;
+    var_name: string;
+    identity: string;
+    sealed_key: string;
+    local_port: number;
+    created_at: number;
+  };
 }

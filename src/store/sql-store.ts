@@ -6,6 +6,7 @@ import type { Tables } from './schema.ts';
 import { migrate } from './migrations.ts';
 import type { StoredCert } from '../gate/cert-store.ts';
 import type { CiRun } from '../ci/ci-run.ts';
+import type { AttachmentRecord, ConfigVarRecord } from './config-var-store.ts';
 
 type Row<T extends keyof Tables> = Selectable<Tables[T]>;
 
@@ -225,6 +226,9 @@ export class SqlStore implements Store {
     return this.#db.transaction().execute(async (tx) => {
       const row = await tx.selectFrom('instances').select('image_digest').where('hostname', '=', hostname).executeTakeFirst();
       if (!row) return { imageOrphaned: false };
+      // Its config vars and attachments go with it (they name it by a foreign key).
+      await tx.deleteFrom('config_vars').where('hostname', '=', hostname).execute();
+      await tx.deleteFrom('attachments').where('hostname', '=', hostname).execute();
       await tx.deleteFrom('instances').where('hostname', '=', hostname).execute();
       const left = await tx
         .selectFrom('instances')
@@ -378,4 +382,85 @@ export class SqlStore implements Store {
   async deleteCiRun(id: string): Promise<void> {
     await this.#db.deleteFrom('ci_runs').where('id', '=', id).execute();
   }
+
+  async listConfigVars(hostname: string): Promise<ConfigVarRecord[]> {
+    const rows = await this.#db.selectFrom('config_vars').selectAll().where('hostname', '=', hostname).orderBy('name').execute();
+    return rows.map(toConfigVar);
+  }
+
+  async changeConfigVars(hostname: string, set: readonly ConfigVarRecord[], unset: readonly string[]): Promise<void> {
+    await this.#db.transaction().execute(async (tx) => {
+      const names = [...new Set([...unset, ...set.map((v) => v.name)])];
+      if (names.length > 0) await tx.deleteFrom('config_vars').where('hostname', '=', hostname).where('name', 'in', names).execute();
+      if (set.length > 0) await tx.insertInto('config_vars').values(set.map((v) => configVarRow({ ...v, hostname }))).execute();
+    });
+  }
+
+  async listAttachments(hostname?: string): Promise<AttachmentRecord[]> {
+    let q = this.#db.selectFrom('attachments').selectAll();
+    if (hostname !== undefined) q = q.where('hostname', '=', hostname);
+    return (await q.orderBy('hostname').orderBy('appliance').execute()).map(toAttachment);
+  }
+
+  async putAttachment(a: AttachmentRecord, v: ConfigVarRecord): Promise<void> {
+    await this.#db.transaction().execute(async (tx) => {
+      await tx
+        .insertInto('attachments')
+        .values({
+          hostname: a.hostname,
+          user_id: a.userId,
+          appliance: a.appliance,
+          var_name: a.varName,
+          identity: a.identity,
+          sealed_key: a.sealedKey,
+          local_port: a.localPort,
+          created_at: a.createdAt,
+        })
+        .execute()
+        .catch((e: unknown) => {
+          if (isUniqueViolation(e)) throw new EphError('CONFLICT', `appliance '${a.appliance}' is attached to ${a.hostname} already`);
+          throw e;
+        });
+      await tx.deleteFrom('config_vars').where('hostname', '=', v.hostname).where('name', '=', v.name).execute();
+      await tx.insertInto('config_vars').values(configVarRow(v)).execute();
+    });
+  }
+
+  async deleteAttachment(hostname: string, appliance: string): Promise<void> {
+    await this.#db.transaction().execute(async (tx) => {
+      const a = await tx.selectFrom('attachments').select('var_name').where('hostname', '=', hostname).where('appliance', '=', appliance).executeTakeFirst();
+      if (!a) return;
+      await tx.deleteFrom('config_vars').where('hostname', '=', hostname).where('name', '=', a.var_name).execute();
+      await tx.deleteFrom('attachments').where('hostname', '=', hostname).where('appliance', '=', appliance).execute();
+    });
+  }
 }
+
+const toConfigVar = (r: Row<'config_vars'>): ConfigVarRecord => ({
+  hostname: r.hostname,
+  name: r.name,
+  sealed: r.sealed,
+  secret: Number(r.secret) === 1,
+  size: Number(r.size),
+  updatedAt: Number(r.updated_at),
+});
+
+const configVarRow = (v: ConfigVarRecord): Tables['config_vars'] => ({
+  hostname: v.hostname,
+  name: v.name,
+  sealed: v.sealed,
+  secret: v.secret ? 1 : 0,
+  size: v.size,
+  updated_at: v.updatedAt,
+});
+
+const toAttachment = (r: Row<'attachments'>): AttachmentRecord => ({
+  hostname: r.hostname,
+  userId: r.user_id,
+  appliance: r.appliance,
+  varName: r.var_name,
+  identity: r.identity,
+  sealedKey: r.sealed_key,
+  localPort: Number(r.local_port),
+  createdAt: Number(r.created_at),
+});

@@ -2,6 +2,7 @@ import type { ApplianceRecord, ImageRecord, Instance, User } from '../core/types
 import type { RouteStore } from '../gate/route-store.ts';
 import type { CertStore } from '../gate/cert-store.ts';
 import type { CiRunStore } from '../ci/ci-run.ts';
+import type { ConfigVarStore } from './config-var-store.ts';
 
 export type InstancePatch = Partial<Pick<Instance, 'imageName' | 'state' | 'accessAt' | 'lastError' | 'upstream'>>;
 
@@ -10,7 +11,7 @@ export type InstancePatch = Partial<Pick<Instance, 'imageName' | 'state' | 'acce
  * implementation over kysely and one conformance suite
  * (test/store/store.conformance.ts).
  */
-export interface Store extends RouteStore, CertStore, CiRunStore {
+export interface Store extends RouteStore, CertStore, CiRunStore, ConfigVarStore {
   readonly backend: 'sqlite' | 'postgres';
   migrate(): Promise<void>;
   close(): Promise<void>;

@@ -104,6 +104,7 @@ before(async () => {
     ok(run, 'A starts a CI run');
     aRun = (run.json as { id: string }).id;
   }
+  ok(await call(A, 'PATCH', `/v1/instances/${aHost}/config`, { set: { A_SECRET: `a-secret-${PID}` }, secret: true }), 'A sets a secret config var');
   ok(await call(B, 'PUT', `/v1/gate/routes/${B_ROUTE}`, { hostname: bHost, skipHealth: true }), 'B maps its own route');
   await until("A's static site to answer through the gate", async () => (await cloud.visit(aSiteHost)).body === 'alice site\n', 30_000);
 });
@@ -182,6 +183,20 @@ function rows(): Record<string, () => Case[]> {
     'POST /v1/instances/:host/start': () => aInstances.map((h) => hidden('POST', `/v1/instances/${h}/start`)),
     'POST /v1/instances/:host/stop': () => aInstances.map((h) => hidden('POST', `/v1/instances/${h}/stop`)),
     'GET /v1/instances/:host/logs': () => aInstances.map((h) => hidden('GET', `/v1/instances/${h}/logs`)),
+    // v1: config vars and attachments (issue 16)
+    'GET /v1/instances/:host/config': () => aInstances.flatMap((h) => [hidden('GET', `/v1/instances/${h}/config`), hidden('GET', `/v1/instances/${h}/config?reveal=true`)]),
+    'PATCH /v1/instances/:host/config': () => aInstances.map((h) => hidden('PATCH', `/v1/instances/${h}/config`, { set: { STOLEN: 'bob' }, unset: ['A_SECRET'], restart: true })),
+    'DELETE /v1/instances/:host/config/:key': () => aInstances.map((h) => hidden('DELETE', `/v1/instances/${h}/config/A_SECRET`)),
+    'GET /v1/instances/:host/attachments': () => aInstances.map((h) => hidden('GET', `/v1/instances/${h}/attachments`)),
+    'POST /v1/instances/:host/attachments/:appliance': () => [
+      // A's instance with A's appliance, A's instance with nothing of B's, B's own instance with A's appliance: all hidden.
+      ...aInstances.flatMap((h) => apps.map((n) => hidden('POST', `/v1/instances/${h}/attachments/${n}`, { as: 'STOLEN_URL' }))),
+      ...apps.map((n) => hidden('POST', `/v1/instances/${bHost}/attachments/${n}`, { as: 'STOLEN_URL' })),
+    ],
+    'DELETE /v1/instances/:host/attachments/:appliance': () => [
+      ...aInstances.flatMap((h) => apps.map((n) => hidden('DELETE', `/v1/instances/${h}/attachments/${n}`))),
+      ...apps.map((n) => hidden('DELETE', `/v1/instances/${bHost}/attachments/${n}`)),
+    ],
     // v1: gate routes
     'GET /v1/gate/routes': () => [ownOnly('GET', '/v1/gate/routes')],
     'GET /v1/gate/routes/:domain': () => [hidden('GET', `/v1/gate/routes/${A_ROUTE}`)],
@@ -264,7 +279,7 @@ function rowKeyOf(method: string, url: string, table: Record<string, unknown>): 
 
 /** What of A's may never appear in an answer to B (unless B named it in the request). */
 function aSecrets(): string[] {
-  return [A.id, A.token, aHost, A_ALIAS, A_ROUTE, A_SITE, A_ZONE, ...(aRun ? [aRun] : []), ...(REDIS ? [A_REDIS] : [])];
+  return [A.id, A.token, aHost, A_ALIAS, A_ROUTE, A_SITE, A_ZONE, `a-secret-${PID}`, ...(aRun ? [aRun] : []), ...(REDIS ? [A_REDIS] : [])];
 }
 
 function judge(c: Case, r: Answer): string | null {
@@ -308,6 +323,8 @@ async function stateOfA(): Promise<unknown> {
     appliances: await get('/v1/appliances'),
     files: await get(`/v1/appliances/${A_SITE}/files`),
     ci: aRun ? await get(`/v1/ci/runs/${aRun}`) : null,
+    config: await get(`/v1/instances/${aHost}/config?reveal=true`),
+    attachments: await get(`/v1/instances/${aHost}/attachments`),
     table: [aHost, A_ALIAS, A_ROUTE, aSiteHost].map((h) => [h, cloud.table.get(h)?.targets ?? null]),
     holders: [aHost, A_ALIAS, A_ROUTE, aSiteHost].map((h) => [h, cloud.names.holderOf(h) ?? null]),
     site: [site.status, site.body],

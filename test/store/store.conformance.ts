@@ -134,6 +134,48 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
     assert.equal((await s.listCerts()).length, 1);
   });
 
+  test(`${name}: config vars change several at once, per instance, and go with the instance`, async (t) => {
+    const s = await makeStore();
+    t.after(() => s.close());
+    await s.createUser(user('u1'));
+    await s.putImage(image('d1'));
+    await s.insertInstance(inst('eph-00000001.x', 'u1'));
+    await s.insertInstance(inst('eph-00000002.x', 'u1'));
+    const v = (hostname: string, n: string, sealed: string, secret = false) => ({ hostname, name: n, sealed, secret, size: n.length + 5, updatedAt: 1_700_000_000_000 });
+    await s.changeConfigVars('eph-00000001.x', [v('eph-00000001.x', 'B', 'v1:bb'), v('eph-00000001.x', 'A', 'v1:aa', true)], []);
+    await s.changeConfigVars('eph-00000002.x', [v('eph-00000002.x', 'A', 'v1:other')], []);
+    assert.deepEqual(await s.listConfigVars('eph-00000001.x'), [v('eph-00000001.x', 'A', 'v1:aa', true), v('eph-00000001.x', 'B', 'v1:bb')]);
+    // Replace one, delete another, add a third: one transaction.
+    await s.changeConfigVars('eph-00000001.x', [v('eph-00000001.x', 'A', 'v1:a2'), v('eph-00000001.x', 'C', 'v1:cc')], ['B', 'NOT_THERE']);
+    assert.deepEqual((await s.listConfigVars('eph-00000001.x')).map((x) => [x.name, x.sealed, x.secret]), [['A', 'v1:a2', false], ['C', 'v1:cc', false]]);
+    assert.deepEqual((await s.listConfigVars('eph-00000002.x')).map((x) => x.sealed), ['v1:other']);
+    await s.deleteInstance('eph-00000001.x');
+    assert.deepEqual(await s.listConfigVars('eph-00000001.x'), []);
+    assert.equal((await s.listConfigVars('eph-00000002.x')).length, 1);
+  });
+
+  test(`${name}: an attachment and its config var are written and deleted together`, async (t) => {
+    const s = await makeStore();
+    t.after(() => s.close());
+    await s.createUser(user('u1'));
+    await s.putImage(image('d1'));
+    await s.insertInstance(inst('eph-00000001.x', 'u1'));
+    const a = { hostname: 'eph-00000001.x', userId: 'u1', appliance: 'mydb', varName: 'DATABASE_URL', identity: 'attach-1', sealedKey: 'v1:k', localPort: 5432, createdAt: 1_700_000_000_000 };
+    const cv = { hostname: 'eph-00000001.x', name: 'DATABASE_URL', sealed: 'v1:url', secret: true, size: 40, updatedAt: 1_700_000_000_000 };
+    await s.putAttachment(a, cv);
+    assert.deepEqual(await s.listAttachments('eph-00000001.x'), [a]);
+    assert.deepEqual(await s.listAttachments(), [a]);
+    assert.deepEqual(await s.listConfigVars('eph-00000001.x'), [cv]);
+    await assert.rejects(s.putAttachment(a, { ...cv, name: 'OTHER' }), { code: 'CONFLICT' });
+    assert.deepEqual((await s.listConfigVars('eph-00000001.x')).map((x) => x.name), ['DATABASE_URL'], 'a refused attachment leaves no var');
+    await s.deleteAttachment('eph-00000001.x', 'mydb');
+    assert.deepEqual(await s.listAttachments(), []);
+    assert.deepEqual(await s.listConfigVars('eph-00000001.x'), []);
+    await s.putAttachment(a, cv);
+    await s.deleteInstance('eph-00000001.x');
+    assert.deepEqual(await s.listAttachments(), []);
+  });
+
   runRouteStoreConformance(name, async () => {
     const s = await makeStore();
     // Routes reference users: the suite uses arbitrary user ids, so relax nothing but create them on demand.

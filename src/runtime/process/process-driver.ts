@@ -39,7 +39,7 @@ import { seccompProgram, seccompSupported } from './seccomp.ts';
 import { formatBytes } from '../../core/plan-limits.ts';
 import type { PlanLimits } from '../../core/types.ts';
 import { SpareNamespaces } from './spare-namespaces.ts';
-import { STUNNEL_NAMES, instanceStunnelConfig, withStunnel } from './stunnel.ts';
+import { STUNNEL_NAMES, attachmentPskFile, attachmentStunnelConfig, instanceStunnelConfig, withStunnel } from './stunnel.ts';
 
 /** Options of {@link ProcessDriver}. */
 export interface ProcessDriverOptions {
@@ -94,6 +94,9 @@ export const APP_PORT = 8080;
 
 /** Where the sandbox sees the instance's copy of stunnel.conf. */
 const SANDBOX_STUNNEL_CONF = '/run/eph/stunnel.conf';
+/** Where the sandbox sees the configuration and keys of the attached appliances' tunnels. */
+const SANDBOX_ATTACH_CONF = '/run/eph/attach-stunnel.conf';
+const SANDBOX_ATTACH_PSK = '/run/eph/attach-psk.txt';
 
 /** Delay from a start to the refill of spare namespaces: the app being woken has the CPU first. */
 const REFILL_DELAY_MS = 100;
@@ -418,6 +421,7 @@ export class ProcessDriver implements Driver {
         files.push({ fd: 3, dest: SANDBOX_STUNNEL_CONF });
       }
       const label = spec.hostname.split('.')[0]!.slice(0, 63);
+      argv = await this.#withTunnels(spec, instDir, inst.block.hostIp, argv, { extraFds, files });
       const rules = await this.#sandboxRules(spec.limits, instDir, extraFds);
       spawnArgv = ['ip', 'netns', 'exec', inst.netns.ns, ...sandboxArgv({ readOnly, files, cwd: cmd.cwd, hostname: label, argv, ...rules })];
       cwd = '/';
@@ -426,7 +430,7 @@ export class ProcessDriver implements Driver {
       inst.port = await freeLoopbackPort(new Set(this.#usedPorts()));
       env.PORT = String(inst.port);
       upstream = { host: '127.0.0.1', port: inst.port };
-      spawnArgv = argv;
+      spawnArgv = await this.#withTunnels(spec, instDir, '127.0.0.1', argv, null);
       cwd = cmd.cwd;
     }
 
@@ -478,6 +482,36 @@ export class ProcessDriver implements Driver {
     if (inst.aliasing && !(await inst.aliasing)) log.note(`namespace ${inst.netns?.ns} has no second name ${inst.names.ns}: ${aliasError}`);
     this.#spares.fill(REFILL_DELAY_MS);
     return upstream;
+  }
+
+  /**
+   * Attached appliances: a stunnel of the cloud's own making beside the app
+   * (as for a stunnel.conf in the archive), its configuration and keys
+   * written to the instance's state dir (0600) and, in the sandbox, handed
+   * in by fd at /run/eph.
+   */
+  async #withTunnels(
+    spec: LaunchSpec,
+    instDir: string,
+    connectHost: string,
+    argv: string[],
+    sandbox: { extraFds: number[]; files: { fd: number; dest: string }[] } | null,
+  ): Promise<string[]> {
+    const tunnels = spec.tunnels ?? [];
+    if (tunnels.length === 0) return argv;
+    const stunnel = findFirstExecutable(STUNNEL_NAMES);
+    if (!stunnel) throw new EphError('DEPENDENCY_MISSING', 'appliances are attached to this instance but stunnel is not installed (Debian: stunnel4)');
+    const psk = join(instDir, 'attach-psk.txt');
+    const conf = join(instDir, 'attach-stunnel.conf');
+    await writeFile(psk, attachmentPskFile(tunnels), { mode: 0o600 });
+    await writeFile(conf, attachmentStunnelConfig(tunnels, connectHost, sandbox ? SANDBOX_ATTACH_PSK : psk), { mode: 0o600 });
+    if (!sandbox) return withStunnel(argv, stunnel, conf);
+    for (const [file, dest] of [[conf, SANDBOX_ATTACH_CONF], [psk, SANDBOX_ATTACH_PSK]] as const) {
+      sandbox.extraFds.push(openSync(file, 'r'));
+      // The child's fds 0-2 are stdio; extra fds follow in order from 3.
+      sandbox.files.push({ fd: 2 + sandbox.extraFds.length, dest });
+    }
+    return withStunnel(argv, stunnel, SANDBOX_ATTACH_CONF);
   }
 
   /**

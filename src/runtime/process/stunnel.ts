@@ -1,3 +1,5 @@
+import type { LaunchTunnel } from '../driver.ts';
+
 /** Debian names the binary stunnel4; other systems call it stunnel. */
 export const STUNNEL_NAMES = ['stunnel4', 'stunnel'] as const;
 
@@ -30,4 +32,26 @@ export function instanceStunnelConfig(source: string): string {
  */
 export function withStunnel(argv: readonly string[], stunnel: string, conf: string): string[] {
   return ['/bin/sh', '-c', '"$1" "$2" & shift 2; exec "$@"', 'eph-stunnel', stunnel, conf, ...argv];
+}
+
+/**
+ * The stunnel.conf of an instance's attached appliances: one client section
+ * per tunnel, accepting on the instance's own loopback and connecting to
+ * `connectHost` (the host's address seen from the instance), each with its
+ * own identity from `pskPath`.
+ *
+ * @example
+ * attachmentStunnelConfig([{ name: 'mydb', localPort: 5432, endpointPort: 27037, identity: 'attach-1', key: '…' }], '10.213.0.1', '/run/eph/attach-psk.txt')
+ */
+export function attachmentStunnelConfig(tunnels: readonly LaunchTunnel[], connectHost: string, pskPath: string): string {
+  const lines = ['; attached appliances, written by ephemeric', 'foreground = yes', 'pid ='];
+  for (const t of tunnels) {
+    lines.push('', `[${t.name}]`, 'client = yes', `accept = 127.0.0.1:${t.localPort}`, `connect = ${connectHost}:${t.endpointPort}`, `PSKsecrets = ${pskPath}`, `PSKidentity = ${t.identity}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** The psk.txt beside {@link attachmentStunnelConfig}: `identity:key` per tunnel. */
+export function attachmentPskFile(tunnels: readonly LaunchTunnel[]): string {
+  return tunnels.map((t) => `${t.identity}:${t.key}\n`).join('');
 }
