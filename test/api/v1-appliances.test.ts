@@ -1,46 +1,31 @@
+// The /v1/appliances API on the real cloud (src/server.ts): real users with
+// real tokens, checked by the real authentication; alice owns the
+// appliances, bob tries every route on them.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import Fastify from 'fastify';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { RouteOptions } from 'fastify';
 import { request } from 'undici';
-import { EphError } from '../../src/core/errors.ts';
-import type { User } from '../../src/core/types.ts';
-import { errorHandler } from '../../src/api/errors.ts';
+import type { ApplianceService } from '../../src/appliances/appliance-service.ts';
 import { applianceRoutes } from '../../src/api/v1-appliances.ts';
-import { startCloud } from '../appliances/fixtures.ts';
-import type { Cloud } from '../appliances/fixtures.ts';
+import { startCloudFixture } from '../cli/cloud.fixtures.ts';
+import type { CloudFixture } from '../cli/cloud.fixtures.ts';
 import { generatePskKey } from '../../src/tunnel/psk-file.ts';
 
-const cleanups: (() => unknown)[] = [];
-const shared = { after: (fn: () => unknown): void => void cleanups.push(fn) };
-let cloud: Cloud;
-let app: FastifyInstance;
+const cleanups: (() => Promise<void>)[] = [];
+let fx: CloudFixture;
 let base: string;
-const TOKEN = 'test-token';
 let alice: string;
 let bob: string;
 
-/** HTTP Basic userID:token, checked against the store's users (every test user has the same token). */
-async function authenticate(req: FastifyRequest): Promise<User> {
-  const h = req.headers.authorization ?? '';
-  const [id, token] = Buffer.from(h.replace(/^Basic /i, ''), 'base64').toString().split(':');
-  const user = id ? await cloud.store.getUser(id) : null;
-  if (!user || token !== TOKEN) throw new EphError('UNAUTHORIZED', 'unknown user or wrong token');
-  return user;
-}
-
-const basic = (id: string): string => `Basic ${Buffer.from(`${id}:${TOKEN}`).toString('base64')}`;
+const basic = (id: string, token: string): string => `Basic ${Buffer.from(`${id}:${token}`).toString('base64')}`;
 
 before(async () => {
-  cloud = await startCloud(shared);
-  alice = basic(cloud.user.id);
-  bob = basic(cloud.other.id);
-  app = Fastify();
-  app.setErrorHandler(errorHandler);
-  applianceRoutes(app, { appliances: cloud.appliances, authenticate });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
-  shared.after(() => app.close());
+  fx = await startCloudFixture((fn) => void cleanups.push(fn));
+  base = fx.cloud.apiUrl;
+  alice = basic(fx.env.EPH_USER!, fx.env.EPH_TOKEN!);
+  const b = await fx.cloud.users.add('bob', 'standard');
+  bob = basic(b.user.id, b.token);
 });
 after(async () => {
   for (const c of cleanups.reverse()) await c();
@@ -119,7 +104,7 @@ test('the stunnel tab: PUT psk.txt (malformed → 400 with the line), GET stunne
   assert.deepEqual(psk.json(), { identities: ['laptop'] });
   const ids = await call('GET', '/v1/appliances/web/psk', { auth: alice });
   assert.ok(!ids.text.includes(key));
-  const rec = await cloud.appliances.get(cloud.user, 'web');
+  const rec = await fx.cloud.appliances.get(fx.user, 'web');
   const conf = await call('GET', '/v1/appliances/web/stunnel.conf', { auth: alice });
   assert.equal(conf.status, 200);
   assert.match(String(conf.headers['content-type']), /^text\/plain/);
@@ -157,23 +142,74 @@ test('backup streams a .tar.gz; restore takes the raw body back', async () => {
   assert.equal(garbage.status, 400);
 });
 
-test("another user's appliance is 404 everywhere", async () => {
-  for (const [method, path] of [
-    ['GET', '/v1/appliances/web'],
-    ['GET', '/v1/appliances/web/files'],
-    ['GET', '/v1/appliances/web/files/index.html'],
-    ['PUT', '/v1/appliances/web/files/x.txt'],
-    ['GET', '/v1/appliances/web/backup'],
-    ['GET', '/v1/appliances/web/stunnel.conf'],
-    ['PROPFIND', '/v1/appliances/web/dav/'],
-    ['POST', '/v1/appliances/web/stop'],
-    ['DELETE', '/v1/appliances/web'],
-  ] as const) {
-    const r = await call(method, path, { auth: bob, ...(method === 'PUT' ? { body: 'x' } : {}) });
-    assert.equal(r.status, 404, `${method} ${path}: ${r.text}`);
+/**
+ * Every route applianceRoutes registers, read from the registration itself
+ * (a scratch Fastify whose onRoute hook records them; no handler runs): a
+ * route added later joins the matrix below, or fails it until it does.
+ */
+async function registeredRoutes(): Promise<{ method: string; url: string }[]> {
+  const scratch = Fastify();
+  const seen: { method: string; url: string }[] = [];
+  scratch.addHook('onRoute', (r: RouteOptions) => {
+    for (const method of [r.method].flat()) seen.push({ method, url: r.url });
+  });
+  applianceRoutes(scratch, {
+    appliances: {} as unknown as ApplianceService,
+    authenticate: () => Promise.reject(new Error('never called')),
+  });
+  await scratch.ready();
+  await scratch.close();
+  const unique = new Map(seen.map((r) => [`${r.method} ${r.url}`, r]));
+  return [...unique.values()];
+}
+
+test("another user's appliance is 404 on every appliance route, through the real authentication, and nothing of it changes", async () => {
+  const routes = await registeredRoutes();
+  const byName = routes.filter((r) => r.url.includes(':name'));
+  // The two routes without a name are about the caller's own appliances.
+  assert.deepEqual(
+    routes.filter((r) => !r.url.includes(':name')).map((r) => `${r.method} ${r.url}`).sort(),
+    ['GET /v1/appliances', 'HEAD /v1/appliances', 'POST /v1/appliances'],
+    'a new route without :name: decide how bob is kept away from alice\'s appliances there, and test it here',
+  );
+  // The routes of the issue must be among them (a registration that drops one fails here).
+  for (const r of [
+    'GET /v1/appliances/:name', 'DELETE /v1/appliances/:name', 'POST /v1/appliances/:name/start', 'POST /v1/appliances/:name/stop',
+    'GET /v1/appliances/:name/backup', 'POST /v1/appliances/:name/restore', 'GET /v1/appliances/:name/psk', 'PUT /v1/appliances/:name/psk',
+    'GET /v1/appliances/:name/stunnel.conf', 'GET /v1/appliances/:name/files', 'GET /v1/appliances/:name/files/*',
+    'PUT /v1/appliances/:name/files/*', 'DELETE /v1/appliances/:name/files/*', 'PROPFIND /v1/appliances/:name/dav/*',
+  ]) {
+    assert.ok(byName.some((x) => `${x.method} ${x.url}` === r), `${r} is registered`);
+  }
+  const pskBefore = await call('GET', '/v1/appliances/web/psk', { auth: alice });
+  const filesBefore = await call('GET', '/v1/appliances/web/files', { auth: alice });
+  const backup = await call('GET', '/v1/appliances/web/backup', { auth: alice });
+  assert.equal(backup.status, 200);
+  // What an attacker would send: a real backup, a psk.txt with their key, a file.
+  const bodies: Record<string, Buffer | string> = {
+    'POST /v1/appliances/:name/restore': backup.buf,
+    'PUT /v1/appliances/:name/psk': `mallory:${generatePskKey()}\n`,
+  };
+  for (const r of byName) {
+    const path = r.url.replace(':name', 'web').replace('*', 'index.html');
+    // Bodies only where a route reads one: the JSON routes (start, stop) answer 415 to a stray body before any lookup.
+    const body = bodies[`${r.method} ${r.url}`] ?? (r.method === 'PUT' || (r.url.includes('/dav') && ['PROPPATCH', 'LOCK'].includes(r.method)) ? 'x' : undefined);
+    const res = await call(r.method, path, { auth: bob, ...(body !== undefined ? { body } : {}), headers: { destination: `${base}/v1/appliances/web/dav/moved.html` } });
+    assert.equal(res.status, 404, `${r.method} ${r.url}: ${res.text}`);
+    // The appliance lookup said so, not the router: the route exists and refused bob.
+    if (r.method !== 'HEAD') assert.equal((res.json().error as { message: string }).message, "appliance 'web' not found", `${r.method} ${r.url}`);
   }
   const list = await call('GET', '/v1/appliances', { auth: bob });
   assert.deepEqual(list.json(), { appliances: [] });
+  // The name of a static site is global: bob cannot take it either.
+  const take = await call('POST', '/v1/appliances', { auth: bob, type: 'application/json', body: JSON.stringify({ kind: 'static', name: 'web' }) });
+  assert.equal(take.status, 409, take.text);
+  // Alice's appliance is as it was.
+  const show = await call('GET', '/v1/appliances/web', { auth: alice });
+  assert.equal(show.status, 200);
+  assert.equal(show.json().status, 'running');
+  assert.deepEqual((await call('GET', '/v1/appliances/web/psk', { auth: alice })).json(), pskBefore.json());
+  assert.deepEqual((await call('GET', '/v1/appliances/web/files', { auth: alice })).json(), filesBefore.json());
 });
 
 test('stop, start, delete', async () => {
