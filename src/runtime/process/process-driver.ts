@@ -39,7 +39,7 @@ import { seccompProgram, seccompSupported } from './seccomp.ts';
 import { formatBytes } from '../../core/plan-limits.ts';
 import type { PlanLimits } from '../../core/types.ts';
 import { SpareNamespaces } from './spare-namespaces.ts';
-import { STUNNEL_NAMES, attachmentPskFile, attachmentStunnelConfig, instanceStunnelConfig, withStunnel } from './stunnel.ts';
+import { STUNNEL_NAMES, attachmentPskFile, attachmentStunnelConfig, instanceStunnelConfig, withStunnel, withStunnelReady } from './stunnel.ts';
 
 /** Options of {@link ProcessDriver}. */
 export interface ProcessDriverOptions {
@@ -120,6 +120,8 @@ interface Instance extends InstanceState {
   oomWatch: NodeJS.Timeout | null;
   /** Why the driver ended the app (it passed its memory limit), for the exit report. */
   exitReason: string | null;
+  /** Frozen by freeze() (warm sleep), until thaw(): signals wait for the thaw. */
+  frozen: boolean;
 }
 
 /** What recover() needs to find a process left by a crashed server. */
@@ -258,6 +260,7 @@ export class ProcessDriver implements Driver {
         cgroup: null,
         oomWatch: null,
         exitReason: null,
+        frozen: false,
       }),
       launch: (inst) => this.#launch(inst, spec),
       releaseFailed: (inst) => this.#release(inst),
@@ -269,6 +272,8 @@ export class ProcessDriver implements Driver {
     if (!stopping) return;
     const { inst, first } = stopping;
     if (first) {
+      // A frozen app cannot handle SIGTERM (nor die of SIGKILL) until it is thawed.
+      await this.#thawForSignal(inst);
       this.#terminate(inst);
       inst.killTimer = setTimeout(() => this.#kill(inst), this.#graceMs);
     }
@@ -277,6 +282,57 @@ export class ProcessDriver implements Driver {
 
   isRunning(hostname: string): boolean {
     return this.#instances.isRunning(hostname);
+  }
+
+  /**
+   * Warm sleep: freezes every process of the instance in its cgroup (the
+   * freezer; memory stays, CPU stops; listening sockets keep queueing
+   * connections). False when this instance cannot be frozen: cgroups off
+   * (not root, limits=off), no freezer hierarchy, or it is not running.
+   */
+  async freeze(hostname: string): Promise<boolean> {
+    const inst = this.#find(hostname);
+    if (!inst || inst.requested || inst.ended || inst.frozen || !inst.cgroup?.canFreeze) return false;
+    try {
+      await inst.started;
+    } catch {
+      return false;
+    }
+    // Marked first: a stop arriving while the kernel freezes thaws it afterwards.
+    inst.frozen = true;
+    try {
+      await inst.cgroup.freeze();
+    } catch (e) {
+      inst.frozen = false;
+      inst.log?.note(`could not freeze: ${errorText(e)}`);
+      return false;
+    }
+    return true;
+  }
+
+  /** Resumes a frozen instance; a no-op when it is not frozen. */
+  async thaw(hostname: string): Promise<void> {
+    const inst = this.#find(hostname);
+    if (inst?.frozen && inst.cgroup) {
+      await inst.cgroup.thaw();
+      inst.frozen = false;
+    }
+  }
+
+  /** Bytes of memory the instance's cgroup uses now (page cache included); null without cgroups. */
+  async memoryUsage(hostname: string): Promise<number | null> {
+    return (await this.#find(hostname)?.cgroup?.memoryUsage()) ?? null;
+  }
+
+  #find(hostname: string): Instance | undefined {
+    for (const i of this.#instances.values()) if (i.hostname === hostname) return i;
+    return undefined;
+  }
+
+  async #thawForSignal(inst: Instance): Promise<void> {
+    if (!inst.frozen || !inst.cgroup) return;
+    await inst.cgroup.thaw().catch((e: unknown) => inst.log?.note(`could not thaw before stopping: ${errorText(e)}`));
+    inst.frozen = false;
   }
 
   onExit(listener: (hostname: string, info: ExitInfo) => void): void {
@@ -505,13 +561,14 @@ export class ProcessDriver implements Driver {
     const conf = join(instDir, 'attach-stunnel.conf');
     await writeFile(psk, attachmentPskFile(tunnels), { mode: 0o600 });
     await writeFile(conf, attachmentStunnelConfig(tunnels, connectHost, sandbox ? SANDBOX_ATTACH_PSK : psk), { mode: 0o600 });
-    if (!sandbox) return withStunnel(argv, stunnel, conf);
+    const ports = tunnels.map((t) => t.localPort);
+    if (!sandbox) return withStunnelReady(argv, stunnel, conf, ports);
     for (const [file, dest] of [[conf, SANDBOX_ATTACH_CONF], [psk, SANDBOX_ATTACH_PSK]] as const) {
       sandbox.extraFds.push(openSync(file, 'r'));
       // The child's fds 0-2 are stdio; extra fds follow in order from 3.
       sandbox.files.push({ fd: 2 + sandbox.extraFds.length, dest });
     }
-    return withStunnel(argv, stunnel, SANDBOX_ATTACH_CONF);
+    return withStunnelReady(argv, stunnel, SANDBOX_ATTACH_CONF, ports);
   }
 
   /**
@@ -541,12 +598,12 @@ export class ProcessDriver implements Driver {
    * from its first instruction, with no window where a child escapes.
    */
   async #withLimits(inst: Instance, limits: PlanLimits | undefined, argv: string[]): Promise<string[]> {
-    if (!limits) return argv;
     const steps: string[] = [];
-    if (limits.openFiles !== undefined) steps.push(`ulimit -n ${limits.openFiles}`);
+    if (limits?.openFiles !== undefined) steps.push(`ulimit -n ${limits.openFiles}`);
     let procFiles: string[] = [];
-    const wanted = { memoryBytes: limits.memoryBytes, cpus: limits.cpus, pids: limits.pids };
-    if (this.#cgroups.enabled && Object.values(wanted).some((v) => v !== undefined)) {
+    const wanted = { memoryBytes: limits?.memoryBytes, cpus: limits?.cpus, pids: limits?.pids };
+    // A group even without limits: it is what freeze() freezes and what reports a frozen instance's memory.
+    if (this.#cgroups.enabled) {
       inst.cgroup = await this.#cgroups.create(inst.hostname, Object.fromEntries(Object.entries(wanted).filter(([, v]) => v !== undefined)));
       procFiles = inst.cgroup.procFiles;
     }
@@ -587,6 +644,8 @@ export class ProcessDriver implements Driver {
   }
 
   #kill(inst: Instance): void {
+    // Thawed first when frozen (SIGKILL waits for the thaw); the kill follows at once, without awaiting the write.
+    if (inst.frozen) void this.#thawForSignal(inst);
     const pid = inst.child?.pid;
     if (pid !== undefined) signalGroup(pid, 'SIGKILL');
     if (inst.netns) void killNamespacePids(inst.netns.ns);
@@ -608,6 +667,7 @@ export class ProcessDriver implements Driver {
   /** Frees the namespace, address block, port and state files of an instance; never throws. */
   async #release(inst: Instance): Promise<void> {
     if (inst.log && !inst.child) await inst.log.close().catch(() => undefined);
+    await this.#thawForSignal(inst);
     const pid = inst.child?.pid;
     if (pid !== undefined) {
       // stop() and the exit report promise that nothing of the instance runs any more.

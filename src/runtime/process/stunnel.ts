@@ -55,3 +55,17 @@ export function attachmentStunnelConfig(tunnels: readonly LaunchTunnel[], connec
 export function attachmentPskFile(tunnels: readonly LaunchTunnel[]): string {
   return tunnels.map((t) => `${t.identity}:${t.key}\n`).join('');
 }
+
+/**
+ * Like {@link withStunnel}, but the app starts only once stunnel accepts on
+ * every port of `ports` on 127.0.0.1 (read from /proc/net/tcp, which shows
+ * the instance's own network namespace), or after 10 s at the latest: an
+ * app that connects to its database while it boots finds the tunnel there.
+ */
+export function withStunnelReady(argv: readonly string[], stunnel: string, conf: string, ports: readonly number[]): string[] {
+  // 127.0.0.1:PORT listening, as /proc/net/tcp writes it: `0100007F:1538 00000000:0000 0A`.
+  const wanted = ports.map((p) => `0100007F:${p.toString(16).toUpperCase().padStart(4, '0')} 00000000:0000 0A`);
+  const ready = wanted.map((w) => `grep -q '${w}' /proc/net/tcp`).join(' && ');
+  const script = `"$1" "$2" & shift 2; n=0; until { ${ready}; } || [ $n -ge 200 ]; do sleep 0.05; n=$((n+1)); done; exec "$@"`;
+  return ['/bin/sh', '-c', script, 'eph-tunnels', stunnel, conf, ...argv];
+}
