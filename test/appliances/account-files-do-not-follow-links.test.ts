@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -206,4 +206,30 @@ test("a private subdirectory whose name the account made a link to a root direct
   await assert.rejects(makePrivateDir(join(home, 'run'), postgres), /is not a directory/);
   const st = lstatSync(rootDir);
   assert.deepEqual([st.uid, st.gid, st.mode & 0o7777], [0, 0, 0o700]);
+});
+
+/** Every regular file below `dir` (links are not followed). */
+function filesBelow(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...filesBelow(p));
+    else if (e.isFile()) out.push(p);
+  }
+  return out;
+}
+
+test('secrets at rest: appliance directories are 0700 of their account, and no file in them holds a password in clear', { skip: SKIP }, async () => {
+  for (const [name, account] of [['cache', 'redis'], ['db', 'postgres']] as const) {
+    const who = resolveRunAs([account]);
+    const st = lstatSync(applianceDir(name));
+    assert.deepEqual([st.uid, st.mode & 0o777], [who.uid, 0o700], `${name}: directory owner and mode`);
+    const password = (await fx.cloud.appliances.get(fx.user, name)).settings.password;
+    assert.ok(password && password.length >= 16);
+    const files = filesBelow(applianceDir(name));
+    assert.ok(files.length > 0);
+    for (const f of files) assert.ok(!readFileSync(f).includes(password), `${f} holds the ${name} password in clear`);
+  }
+  const conf = lstatSync(join(applianceDir('cache'), 'redis.conf'));
+  assert.deepEqual([conf.uid, conf.mode & 0o777], [resolveRunAs(['redis']).uid, 0o600]);
 });
