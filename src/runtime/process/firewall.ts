@@ -82,12 +82,12 @@ export function filterRules(opts: FirewallOptions, hostPorts: readonly number[])
 }
 
 /**
- * Finds a working iptables: the default `iptables` (nf_tables on Debian),
- * else `iptables-legacy`. Returns the reason when none works.
+ * Finds a working iptables on `path` (default: PATH, then /usr/sbin and /sbin,
+ * where Debian puts it): the default `iptables` (nf_tables on Debian), else
+ * `iptables-legacy`. Returns the reason when none works.
  */
-export function detectFirewallTools(): FirewallTools | string {
+export function detectFirewallTools(path = `${process.env.PATH ?? ''}:/usr/sbin:/sbin`): FirewallTools | string {
   if (process.getuid?.() !== 0) return 'not root';
-  const path = `${process.env.PATH ?? ''}:/usr/sbin:/sbin`;
   for (const suffix of ['', '-legacy']) {
     const v4 = findExecutable(`iptables${suffix}`, path);
     const v4restore = findExecutable(`iptables${suffix}-restore`, path);

@@ -183,6 +183,10 @@ test('the firewall rules: replies first, appliance ports, then the host and ever
   assert.equal(open.filter((r) => r.includes('--dports')).length, 2);
 });
 
+test('without iptables the firewall is reported missing, naming the Debian package', { skip: process.getuid?.() === 0 ? false : 'needs root' }, () => {
+  assert.equal(detectFirewallTools('/nonexistent'), 'iptables not installed (Debian package iptables)');
+});
+
 test('from inside instance A: B\'s 8080 is refused, A\'s own 8080 answers, and the host still reaches both', { skip }, async () => {
   assert.match(driver.isolation, new RegExp(`firewall chain ${chainName(isoOpen.prefix)}`));
   assert.equal(await probe(upA, upB.host, 8080), 'blocked EHOSTUNREACH');
