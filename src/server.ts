@@ -159,6 +159,9 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
       if (!running) gate.forgetInstance(hostname);
       gate.setRunningInstances(instances.listRunning().length);
     },
+    // A frozen instance keeps its pooled connections (they work again after the thaw); it only leaves the running count.
+    onFrozenChange: () => gate?.setRunningInstances(instances.listRunning().length),
+    warmMemoryBytes: config.warmMemoryBytes,
   });
   await instances.load();
   const backend = new CloudGateBackend(instances, store, names, config.domain);
@@ -215,12 +218,16 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
   gate = createGate({ table, backend, logger: config.accessLog ? log.child({ part: 'gate' }) : null, ...(tls ? { tls } : {}) });
   const gateAddr = await gate.listen(config.gate.host, config.gate.port);
   const gateTlsAddr = config.gateTls ? await gate.listenTls(config.gateTls.host, config.gateTls.port) : null;
+  const firstTier = config.warmIdleTimeoutMs > 0 ? Math.min(config.warmIdleTimeoutMs, config.idleTimeoutMs) : config.idleTimeoutMs;
   const reaper = startIdleReaper({
-    intervalMs: opts.reapIntervalMs ?? Math.min(30_000, Math.max(250, Math.floor(config.idleTimeoutMs / 10))),
+    intervalMs: opts.reapIntervalMs ?? Math.min(30_000, Math.max(250, Math.floor(firstTier / 10))),
     idleTimeoutMs: config.idleTimeoutMs,
-    listRunning: () => instances.listRunning(),
+    warmIdleTimeoutMs: config.warmIdleTimeoutMs,
+    listRunning: () => instances.listLive(),
     activeCount: (h) => gate.activeCount(h),
     stop: (h) => instances.stop(h),
+    freeze: (h) => instances.freeze(h),
+    onFreeze: (h) => log.info({ hostname: h }, 'idle: frozen'),
     onReap: (h) => {
       gate?.countIdleReap();
       log.info({ hostname: h }, 'idle: stopped');

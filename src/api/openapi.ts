@@ -41,7 +41,7 @@ const DOC = {
           alias: { type: ['string', 'null'] },
           imageName: { type: 'string' },
           isRunning: { type: 'boolean' },
-          state: { type: 'string', enum: ['asleep', 'starting', 'running', 'failed'] },
+          state: { type: 'string', enum: ['asleep', 'starting', 'running', 'frozen', 'failed'] },
           accessTime: { type: 'string', format: 'date-time' },
           createdTime: { type: 'string', format: 'date-time' },
           url: { type: 'string' },

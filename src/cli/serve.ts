@@ -18,6 +18,8 @@ export function serveCommand(program: Command): void {
     .option('--gate-tls <host:port>', 'HTTPS gate address (EPH_GATE_TLS, default off)')
     .option('--domain <domain>', 'cloud domain for instance hostnames (EPH_DOMAIN, default eph.localhost)')
     .option('--idle-timeout <duration>', 'stop instances idle this long (EPH_IDLE_TIMEOUT, default 30m)')
+    .option('--warm-idle-timeout <duration>', 'freeze instances idle this long, 0 = never (EPH_WARM_IDLE_TIMEOUT, default 60s)')
+    .option('--warm-memory <size>', 'memory all frozen instances may hold; past it the least recently used is stopped (EPH_WARM_MEMORY, default 2GiB)')
     .option('--wake-timeout <duration>', 'deadline for a waking instance to accept connections (EPH_WAKE_TIMEOUT, default 60s)')
     .option('--runtime <driver>', 'process or swarm (EPH_RUNTIME, default process)')
     .option('--egress <policy>', 'what instances may reach besides their tunnels: public or none (EPH_EGRESS, default public)')

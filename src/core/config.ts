@@ -12,6 +12,10 @@ export interface Config {
   gateTls: HostPort | null;
   domain: string;
   idleTimeoutMs: number;
+  /** Idle this long, a running instance is frozen (warm sleep) before the idle timeout stops it; 0: never (`--warm-idle-timeout`). */
+  warmIdleTimeoutMs: number;
+  /** Most memory all frozen instances may hold together; past it the least recently used is stopped (`--warm-memory`). */
+  warmMemoryBytes: number;
   wakeTimeoutMs: number;
   runtime: 'process' | 'swarm';
   /** 'sqlite' or a postgres:// URL. */
@@ -145,6 +149,8 @@ export interface ConfigInput {
   gateTls?: string;
   domain?: string;
   idleTimeout?: string;
+  warmIdleTimeout?: string;
+  warmMemory?: string;
   wakeTimeout?: string;
   runtime?: string;
   egress?: string;
@@ -186,6 +192,8 @@ export function loadConfig(flags: ConfigInput, env: NodeJS.ProcessEnv = process.
     gateTls: gateTls && gateTls !== 'off' ? parseHostPort('--gate-tls', gateTls) : null,
     domain,
     idleTimeoutMs: parseDuration('--idle-timeout', pick('idleTimeout', 'EPH_IDLE_TIMEOUT') ?? '30m'),
+    warmIdleTimeoutMs: parseDuration('--warm-idle-timeout', pick('warmIdleTimeout', 'EPH_WARM_IDLE_TIMEOUT') ?? '60s'),
+    warmMemoryBytes: parseSize('--warm-memory', pick('warmMemory', 'EPH_WARM_MEMORY') ?? '2GiB'),
     wakeTimeoutMs: parseDuration('--wake-timeout', pick('wakeTimeout', 'EPH_WAKE_TIMEOUT') ?? '60s'),
     runtime,
     store,

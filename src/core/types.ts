@@ -55,9 +55,10 @@ export interface ImageRecord {
 /**
  * asleep: no process (the default, and what a sleeping instance is);
  * starting: a start is in flight; running: accepts connections;
+ * frozen: in warm sleep, its processes suspended in memory (the next request thaws it);
  * failed: the last start failed (lastError says why); the next request retries.
  */
-export type InstanceState = 'asleep' | 'starting' | 'running' | 'failed';
+export type InstanceState = 'asleep' | 'starting' | 'running' | 'frozen' | 'failed';
 
 export interface Instance {
   hostname: string;

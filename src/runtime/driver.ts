@@ -63,6 +63,18 @@ export interface Driver {
   /** Stops the app (TERM, then KILL after a grace period) and frees its namespace; idempotent. */
   stop(hostname: string): Promise<void>;
   isRunning(hostname: string): boolean;
+  /**
+   * Warm sleep, optional: suspends every process of a running instance in
+   * memory (no CPU; its sockets stay open and queue new connections).
+   * Resolves false when this instance cannot be frozen here. Drivers without
+   * it never freeze (the swarm driver): their idle instances run until the
+   * idle timeout stops them. stop() of a frozen instance thaws it first.
+   */
+  freeze?(hostname: string): Promise<boolean>;
+  /** Resumes an instance frozen by freeze(); a no-op when it is not frozen. */
+  thaw?(hostname: string): Promise<void>;
+  /** Bytes of memory the instance uses now (page cache included); null when unknown. */
+  memoryUsage?(hostname: string): Promise<number | null>;
   /** Called once per exit of a started app, requested or not. */
   onExit(listener: (hostname: string, info: ExitInfo) => void): void;
   /** Removes what a previous crash left behind (processes, namespaces, veths). */

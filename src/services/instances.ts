@@ -42,6 +42,14 @@ export interface InstanceServiceOptions {
   log?: (msg: string, fields?: Record<string, unknown>) => void;
   /** Told when an instance starts running or stops (requested, idle or crashed). */
   onRunningChange?: (hostname: string, running: boolean) => void;
+  /** Told when an instance is frozen (warm sleep) or thawed; its process and the gate's connections to it stay. */
+  onFrozenChange?: (hostname: string, frozen: boolean) => void;
+  /**
+   * Most bytes of memory all frozen instances may hold together (their
+   * cgroups' usage, read when each is frozen); past it the least recently
+   * used frozen instance is stopped. Default: no bound.
+   */
+  warmMemoryBytes?: number;
   /** The one owner-checking writer of `table` (production passes the cloud's); default: one over `table` and the store. */
   names?: NameRegistry;
   /** Read at every start: the instance's config vars (environment) and its attached appliances' tunnels. */
@@ -57,6 +65,20 @@ interface Live {
   /** The process exited before it listened (set at once by the exit report; the log tail is read later). */
   exited: boolean;
   abort: AbortController | null;
+  /**
+   * Warm sleep: `freezing` from the moment the reaper decides (upstream() then
+   * answers null, so a request arriving now waits for the thaw), `frozen` once
+   * the driver has frozen it; null while it runs.
+   */
+  warm: 'freezing' | 'frozen' | null;
+  /** The freeze in flight (resolves false when the driver could not freeze). */
+  freezing: Promise<boolean> | null;
+  /** The thaw in flight: it counts as a running instance for the quota. */
+  thawing: Promise<HostPort> | null;
+  /** Memory the frozen instance holds (read when it was frozen; 0 when unknown). */
+  frozenBytes: number;
+  /** The driver could not freeze it: the reaper does not try again until it restarts. */
+  unfreezable: boolean;
 }
 
 /**
@@ -88,7 +110,7 @@ export class InstanceService implements GateBackend {
   async load(): Promise<void> {
     await this.#o.driver.recover();
     for (const i of await this.#o.store.listInstances()) {
-      if (i.state === 'running' || i.state === 'starting') {
+      if (i.state === 'running' || i.state === 'starting' || i.state === 'frozen') {
         await this.#o.store.updateInstance(i.hostname, { state: 'asleep', upstream: null });
       }
       this.#names.bindLoaded(i.hostname, { kind: 'instance', userId: i.userId }, [{ hostname: i.hostname, weight: 1 }]);
@@ -140,13 +162,31 @@ export class InstanceService implements GateBackend {
     return i && i.alias === domain ? { userId: i.userId, hostname: i.hostname } : null;
   }
 
-  /** Instances running now with their last access, for the idle reaper. */
+  /** Instances running now (not frozen) with their last access. */
   listRunning(): Array<{ hostname: string; accessAt: number }> {
     const out: Array<{ hostname: string; accessAt: number }> = [];
     for (const [hostname, live] of this.#live) {
-      if (live.upstream) out.push({ hostname, accessAt: this.#accessAt.get(hostname) ?? 0 });
+      if (live.upstream && live.warm === null) out.push({ hostname, accessAt: this.#accessAt.get(hostname) ?? 0 });
     }
     return out;
+  }
+
+  /** Instances with a process, running or frozen, with their last access: what the idle reaper looks at. */
+  listLive(): Array<{ hostname: string; accessAt: number; frozen: boolean }> {
+    const out: Array<{ hostname: string; accessAt: number; frozen: boolean }> = [];
+    for (const [hostname, live] of this.#live) {
+      if (live.upstream && !live.thawing) out.push({ hostname, accessAt: this.#accessAt.get(hostname) ?? 0, frozen: live.warm !== null });
+    }
+    return out;
+  }
+
+  /** Frozen instances and the memory each holds (read when it was frozen), least recently used first. */
+  listFrozen(): Array<{ hostname: string; accessAt: number; memoryBytes: number }> {
+    const out: Array<{ hostname: string; accessAt: number; memoryBytes: number }> = [];
+    for (const [hostname, live] of this.#live) {
+      if (live.warm === 'frozen' && !live.thawing) out.push({ hostname, accessAt: this.#accessAt.get(hostname) ?? 0, memoryBytes: live.frozenBytes });
+    }
+    return out.sort((a, b) => a.accessAt - b.accessAt);
   }
 
   #overlay(i: Instance): Instance {
@@ -154,7 +194,8 @@ export class InstanceService implements GateBackend {
     // A flush may still be writing: the newest of memory and store wins.
     const accessAt = Math.max(this.#accessAt.get(i.hostname) ?? 0, i.accessAt);
     if (!live) return { ...i, accessAt, state: i.state === 'failed' ? 'failed' : 'asleep' };
-    return { ...i, accessAt, state: live.upstream ? 'running' : 'starting', upstream: live.upstream ? `${live.upstream.host}:${live.upstream.port}` : null };
+    const state = !live.upstream ? 'starting' : live.warm === 'frozen' && !live.thawing ? 'frozen' : 'running';
+    return { ...i, accessAt, state, upstream: live.upstream ? `${live.upstream.host}:${live.upstream.port}` : null };
   }
 
   logFile(hostname: string): string {
@@ -279,7 +320,8 @@ export class InstanceService implements GateBackend {
 
   upstream(hostname: string): HostPort | null {
     const live = this.#live.get(hostname);
-    return live === undefined ? null : live.upstream;
+    // A frozen (or freezing) instance is woken like an asleep one: the gate calls wake(), which thaws it.
+    return live === undefined || live.warm !== null ? null : live.upstream;
   }
 
   touch(hostname: string): void {
@@ -295,6 +337,7 @@ export class InstanceService implements GateBackend {
    */
   wake(hostname: string): Promise<HostPort> {
     const live = this.#live.get(hostname);
+    if (live?.upstream && live.warm !== null) return this.#thaw(hostname, live, 'visitor');
     if (live?.upstream) {
       let p = this.#recovering.get(hostname);
       if (!p) {
@@ -323,6 +366,7 @@ export class InstanceService implements GateBackend {
    */
   async start(hostname: string, by: 'api' | 'visitor'): Promise<HostPort> {
     const live = this.#live.get(hostname);
+    if (live?.upstream && live.warm !== null) return this.#thaw(hostname, live, by);
     if (live?.upstream) return live.upstream;
     if (live?.starting) return live.starting;
     const i = await this.#o.store.getInstance(hostname);
@@ -331,10 +375,21 @@ export class InstanceService implements GateBackend {
     // Re-check after the awaits: another caller may have begun this start meanwhile. From here to
     // #live.set nothing awaits, so that two starts of one user cannot both pass the quota check.
     const again = this.#live.get(hostname);
-    if (again?.upstream) return again.upstream;
+    if (again?.upstream) return again.warm !== null ? this.#thaw(hostname, again, by) : again.upstream;
     if (again?.starting) return again.starting;
     this.#checkQuota(i.userId, plan, by);
-    const entry: Live = { userId: i.userId, upstream: null, starting: null, exited: false, abort: new AbortController() };
+    const entry: Live = {
+      userId: i.userId,
+      upstream: null,
+      starting: null,
+      exited: false,
+      abort: new AbortController(),
+      warm: null,
+      freezing: null,
+      thawing: null,
+      frozenBytes: 0,
+      unfreezable: false,
+    };
     this.#live.set(hostname, entry);
     entry.starting = this.#boot(i, entry, plan);
     return entry.starting;
@@ -348,7 +403,8 @@ export class InstanceService implements GateBackend {
 
   #checkQuota(userId: string, plan: Plan, by: 'api' | 'visitor'): void {
     let running = 0;
-    for (const l of this.#live.values()) if (l.userId === userId) running++;
+    // Frozen instances are asleep for the quota; one being thawed is running again.
+    for (const l of this.#live.values()) if (l.userId === userId && (l.warm === null || l.thawing !== null)) running++;
     if (running >= plan.maxRunning) {
       const msg = `plan '${plan.name}' allows ${plan.maxRunning} running instance${plan.maxRunning === 1 ? '' : 's'}; stop one first`;
       throw new EphError('QUOTA_EXCEEDED', msg, by === 'visitor' ? { retryAfter: 30 } : {});
@@ -403,6 +459,108 @@ export class InstanceService implements GateBackend {
       this.#o.log?.('start failed', { hostname: i.hostname, reason });
       throw new EphError(err.code === 'WAKE_TIMEOUT' || err.code === 'QUOTA_EXCEEDED' ? err.code : 'START_FAILED', reason);
     }
+  }
+
+  // ---- warm sleep ------------------------------------------------------
+
+  /**
+   * Freezes a running instance (warm sleep) when the driver can: its memory
+   * stays, its CPU stops, the gate's connections to it stay open. The next
+   * request thaws it (wake). Resolves false when it was not frozen (not
+   * running, no freezer, or a request came first); then the reaper stops it
+   * at the idle timeout as before. Past the warm-memory budget the least
+   * recently used frozen instances are stopped.
+   */
+  async freeze(hostname: string): Promise<boolean> {
+    const live = this.#live.get(hostname);
+    const driver = this.#o.driver;
+    if (!live?.upstream || live.warm !== null || live.thawing || live.unfreezable || !driver.freeze) return false;
+    // Synchronously, before any await: from here a request goes through wake() and waits for the thaw.
+    live.warm = 'freezing';
+    live.freezing = driver.freeze(hostname).catch((e: unknown) => {
+      this.#o.log?.('freeze failed', { hostname, reason: e instanceof Error ? e.message : String(e) });
+      return false;
+    });
+    const ok = await live.freezing;
+    live.freezing = null;
+    if (this.#live.get(hostname) !== live || live.thawing) return false;
+    if (!ok) {
+      live.warm = null;
+      live.unfreezable = true;
+      return false;
+    }
+    live.frozenBytes = (await driver.memoryUsage?.(hostname).catch(() => null)) ?? 0;
+    if (this.#live.get(hostname) !== live || live.thawing) return false;
+    live.warm = 'frozen';
+    await this.#o.store.updateInstance(hostname, { state: 'frozen' }).catch(() => {});
+    this.#o.log?.('frozen', { hostname, memoryBytes: live.frozenBytes });
+    this.#o.onFrozenChange?.(hostname, true);
+    await this.#keepWarmBudget();
+    return true;
+  }
+
+  #budgetRun: Promise<void> = Promise.resolve();
+
+  /** Stops the least recently used frozen instances until the frozen ones fit the warm-memory budget (one pass at a time). */
+  #keepWarmBudget(): Promise<void> {
+    const budget = this.#o.warmMemoryBytes;
+    if (budget === undefined) return Promise.resolve();
+    this.#budgetRun = this.#budgetRun.then(async () => {
+      const frozen = this.listFrozen();
+      let total = frozen.reduce((n, f) => n + f.memoryBytes, 0);
+      for (const f of frozen) {
+        if (total <= budget) break;
+        const live = this.#live.get(f.hostname);
+        if (live?.warm !== 'frozen' || live.thawing) continue;
+        total -= f.memoryBytes;
+        this.#o.log?.('warm memory budget: stopped the least recently used frozen instance', { hostname: f.hostname, memoryBytes: f.memoryBytes, budget });
+        await this.stop(f.hostname).catch(() => {});
+      }
+    });
+    return this.#budgetRun;
+  }
+
+  /**
+   * Thaws a frozen instance for a request (or an API start). A thaw is a
+   * start for the quota: a user at their plan's running limit is refused
+   * (QUOTA_EXCEEDED: the gate answers 503 with Retry-After), as a cold
+   * start would be; the instance stays frozen. Concurrent callers share it.
+   */
+  async #thaw(hostname: string, live: Live, by: 'api' | 'visitor'): Promise<HostPort> {
+    if (live.thawing) return live.thawing;
+    const plan = await this.#planOf(live.userId);
+    // Re-checked after the await, then marked without awaiting (as start() does for the quota).
+    if (this.#live.get(hostname) !== live) return this.start(hostname, by);
+    if (live.thawing) return live.thawing;
+    if (live.warm === null && live.upstream) return live.upstream;
+    this.#checkQuota(live.userId, plan, by);
+    const thawing = this.#resume(hostname, live).finally(() => {
+      live.thawing = null;
+    });
+    live.thawing = thawing;
+    return thawing;
+  }
+
+  async #resume(hostname: string, live: Live): Promise<HostPort> {
+    if (live.freezing) await live.freezing;
+    try {
+      await this.#o.driver.thaw?.(hostname);
+    } catch (e) {
+      // The processes cannot be resumed: end them and start afresh.
+      this.#o.log?.('thaw failed: restarting', { hostname, reason: e instanceof Error ? e.message : String(e) });
+      live.thawing = null;
+      await this.#stopProcess(hostname);
+      return this.start(hostname, 'visitor');
+    }
+    const wasFrozen = live.warm === 'frozen';
+    live.warm = null;
+    this.touch(hostname);
+    if (wasFrozen) {
+      // Not awaited: the visitor is waiting, and the overlay shows the live state meanwhile.
+      void this.#o.store.updateInstance(hostname, { state: 'running' }).catch(() => {});
+      this.#o.onFrozenChange?.(hostname, false);
+    }
+    return live.upstream!;
   }
 
   async stop(hostname: string): Promise<void> {

@@ -251,6 +251,73 @@ export class InstanceCgroup {
     return { oomKills: oom.oom_kill ?? 0, limitHits: failcnt };
   }
 
+  /**
+   * Freezes every process of the group (a warm sleep: memory stays, no CPU)
+   * and resolves once the kernel says they are all frozen: v1 `freezer.state`
+   * reads FROZEN (it passes through FREEZING), v2 `cgroup.events` says
+   * `frozen 1`. Polls with a short backoff: freezing a few processes takes
+   * well under a millisecond, a busy one may take longer.
+   *
+   * @throws EphError START_FAILED when this group has no freezer, or it is not
+   * frozen within `timeoutMs` (it is thawed again then).
+   */
+  async freeze(timeoutMs = 5000): Promise<void> {
+    const dir = this.#freezerDir();
+    const [file, on] = this.#mode === 'v2' ? ['cgroup.freeze', '1'] : ['freezer.state', 'FROZEN'];
+    await writeFile(join(dir, file), on);
+    const deadline = Date.now() + timeoutMs;
+    let delay = 1;
+    while (!(await this.isFrozen())) {
+      if (Date.now() > deadline) {
+        await this.thaw().catch(() => undefined);
+        throw new EphError('START_FAILED', `cgroup ${this.name} was not frozen within ${timeoutMs} ms`);
+      }
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 50);
+    }
+  }
+
+  /**
+   * Lets the group's processes run again. Effective when the write returns
+   * (v1 THAWED, v2 `cgroup.freeze` 0): nothing to wait for.
+   */
+  async thaw(): Promise<void> {
+    const dir = this.#freezerDir();
+    await writeFile(join(dir, this.#mode === 'v2' ? 'cgroup.freeze' : 'freezer.state'), this.#mode === 'v2' ? '0' : 'THAWED');
+  }
+
+  /** True once every process of the group is frozen (false while FREEZING, or without a freezer). */
+  async isFrozen(): Promise<boolean> {
+    const dir = this.dir('freezer');
+    if (!dir) return false;
+    if (this.#mode === 'v2') return keyValues(await readFile(join(dir, 'cgroup.events'), 'utf8').catch(() => '')).frozen === 1;
+    return (await readFile(join(dir, 'freezer.state'), 'utf8').catch(() => '')).trim() === 'FROZEN';
+  }
+
+  /** True when this group can be frozen (a v1 freezer hierarchy, or v2's cgroup.freeze). */
+  get canFreeze(): boolean {
+    const dir = this.dir('freezer');
+    return dir !== null && existsSync(join(dir, this.#mode === 'v2' ? 'cgroup.freeze' : 'freezer.state'));
+  }
+
+  /**
+   * Bytes of memory the group uses now, page cache included (v1
+   * `memory.usage_in_bytes`, v2 `memory.current`); null when unreadable.
+   */
+  async memoryUsage(): Promise<number | null> {
+    const mem = this.#dirs.memory;
+    if (!mem) return null;
+    const text = await readFile(join(mem, this.#mode === 'v2' ? 'memory.current' : 'memory.usage_in_bytes'), 'utf8').catch(() => '');
+    const n = Number(text.trim());
+    return text.trim() !== '' && Number.isFinite(n) ? n : null;
+  }
+
+  #freezerDir(): string {
+    const dir = this.dir('freezer');
+    if (!dir) throw new EphError('START_FAILED', `cgroup ${this.name} has no freezer (no freezer hierarchy on this machine)`);
+    return dir;
+  }
+
   /** Pids in the group (any hierarchy). */
   async pids(): Promise<number[]> {
     const out = new Set<number>();
@@ -264,6 +331,9 @@ export class InstanceCgroup {
   /** Kills whatever still runs in the group and removes its directories; waits up to 5 s for the kernel. */
   async remove(): Promise<void> {
     const deadline = Date.now() + 5000;
+    // A frozen process does not die of SIGKILL until it is thawed (the group would stay busy).
+    const freezer = this.dir('freezer');
+    if (freezer && existsSync(freezer)) await this.thaw().catch(() => undefined);
     for (const d of new Set(Object.values(this.#dirs))) {
       if (!existsSync(d!)) continue;
       for (;;) {

@@ -114,6 +114,11 @@ export interface PreparedDaemon {
  * after the grace period) and its container; recover() removes services and
  * containers with this driver's prefix label that a previous run left behind.
  *
+ * No warm sleep: the driver has no freeze()/thaw() (not implemented: the
+ * Engine's container pause could do it, but nothing here reads a paused
+ * task's memory for the warm-memory budget), so an idle instance runs until
+ * the idle timeout stops it.
+ *
  * @example
  * const driver = new SwarmDriver({ stateDir: join(dataDir, 'run') });
  * await driver.recover(); // also builds the base image and network when absent
