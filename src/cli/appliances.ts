@@ -12,6 +12,7 @@ import { CliError, UsageError } from './cli-error.ts';
 import { apiJson, apiRequest, failureReason, readBody } from './client.ts';
 import { clientAction, clientCommand } from './command-kit.ts';
 import { countingStream } from './upload-progress.ts';
+import { attachCommands } from './config.ts';
 import { ago, formatFields, formatTable, printJson, printLine, show } from './output.ts';
 
 /** The file stunnel.conf's `PSKsecrets` names and `eph tunnel --psk` reads by default. */
@@ -225,4 +226,6 @@ export function applianceCommands(program: Command): void {
     if (ctx.json) return printJson({ name, stunnelConf: text });
     process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
   });
+
+  attachCommands(appliance);
 }

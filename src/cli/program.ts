@@ -4,6 +4,7 @@ import { isEphError } from '../core/errors.ts';
 import { applianceCommands } from './appliances.ts';
 import { ciCommands } from './ci.ts';
 import { CliError } from './cli-error.ts';
+import { configCommands } from './config.ts';
 import { closeClient } from './client.ts';
 import { gateCommands } from './gate.ts';
 import { instanceCommands } from './instances.ts';
@@ -24,7 +25,7 @@ function version(): string {
 }
 
 /** The commands of this folder that only talk to the API. */
-const CLIENT_COMMANDS = new Set(['publish', 'ls', 'show', 'start', 'stop', 'alias', 'rm', 'logs', 'gate', 'appliance', 'tunnel', 'ci']);
+const CLIENT_COMMANDS = new Set(['publish', 'ls', 'show', 'start', 'stop', 'alias', 'rm', 'logs', 'gate', 'appliance', 'tunnel', 'ci', 'config']);
 
 /**
  * `serve` and `users` load the store and the server (kysely alone costs about
@@ -63,6 +64,7 @@ export async function buildProgram(argv: readonly string[] = process.argv): Prom
   applianceCommands(program);
   tunnelCommand(program);
   ciCommands(program);
+  configCommands(program);
   return program;
 }
 
