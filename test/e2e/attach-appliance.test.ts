@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
+import { connect } from 'node:tls';
 import { after, before, test } from 'node:test';
 import { findPgBin, onPath } from '../../src/appliances/binaries.ts';
+import type { LaunchTunnel } from '../../src/runtime/driver.ts';
+import { netnsUnavailableReason } from '../../src/runtime/process/process-driver.ts';
+import { pskKeyBytes } from '../../src/tunnel/psk-file.ts';
+import { PSK_CIPHERS } from '../../src/tunnel/tls-psk-options.ts';
 import { procfileApp, startTestCloud, type TestCloud, type TestUser } from '../helpers/cloud.ts';
 
 /**
@@ -22,6 +27,7 @@ const pgMissing = ((): string | null => {
 })();
 const NO_STUNNEL = onPath('stunnel4') || onPath('stunnel') ? false : 'stunnel4 missing (Debian package stunnel4): the tunnels inside instances need it';
 const NO_PG = NO_STUNNEL || (pgMissing ? `${pgMissing} missing` : false);
+const NO_NETNS = netnsUnavailableReason();
 const NO_REDIS = NO_STUNNEL || (onPath('redis-server') && onPath('redis-cli') ? false : 'redis-server or redis-cli missing (Debian packages redis-server, redis-tools)');
 
 const PID = process.pid;
@@ -158,4 +164,51 @@ test('static: the app fetches a file of the attached static appliance through th
   assert.equal((await detach(A, host, SITE)).status, 200);
   const after = await inside('/static?path=hello.txt');
   assert.equal(after.ok, false, 'fetched after detach');
+});
+
+/** Does the appliance's endpoint accept a TLS-PSK handshake with this tunnel's identity and key? */
+function handshake(t: LaunchTunnel): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({
+      host: '127.0.0.1',
+      port: t.endpointPort,
+      ciphers: PSK_CIPHERS,
+      pskCallback: () => ({ psk: pskKeyBytes(t.key), identity: t.identity }),
+      checkServerIdentity: () => undefined,
+    });
+    s.setTimeout(20_000, () => s.destroy(new Error('handshake timed out')));
+    s.once('secureConnect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+test("deleting an instance revokes its attachments' identities at once", { skip: NO_STUNNEL }, async () => {
+  // Made by the static test before; made here when that one was left out (--test-name-pattern).
+  if ((await cloud.api('GET', `/v1/appliances/${SITE}`, { user: A })).status === 404) await create('static', SITE);
+  const other = await cloud.publish(await procfileApp(APP), { user: A });
+  assert.equal((await attach(A, other, SITE)).status, 201);
+  const [tunnel] = await cloud.attachments.tunnelsOf(other);
+  assert.ok(tunnel, 'the attachment has a tunnel');
+  assert.equal(await handshake(tunnel), true, 'the attachment identity gets in');
+  assert.equal((await cloud.api('DELETE', `/v1/instances/${other}`, { user: A })).status, 200);
+  assert.equal(await handshake(tunnel), false, 'the identity of a deleted instance still gets in');
+  assert.deepEqual(await cloud.attachments.tunnelsOf(other), []);
+});
+
+test('with endpoints on loopback only, instances in namespaces cannot reach them: attach is refused saying what to change', { skip: NO_NETNS ?? false }, async () => {
+  const local = await startTestCloud();
+  try {
+    const h = await local.publish(await procfileApp(APP));
+    assert.equal((await local.api('POST', '/v1/appliances', { body: { kind: 'static', name: 'lo' } })).status, 201);
+    const r = await local.api('POST', `/v1/instances/${h}/attachments/lo`, { body: {} });
+    assert.equal(r.status, 503, r.text);
+    assert.match(r.text, /listen on 127\.0\.0\.1 only.*--public-bind 0\.0\.0\.0/);
+    const cfg = await local.api('GET', `/v1/instances/${h}/config`);
+    assert.deepEqual((cfg.json as { vars: unknown[] }).vars, [], 'nothing was set');
+  } finally {
+    await local.close();
+  }
 });
