@@ -133,6 +133,9 @@ before(async () => {
   state = await makeDir({});
 
   Object.assign(pub, await freePublicBlock());
+  // A leftover of a killed run of this file with the same pid.
+  await ip(['netns', 'delete', pub.ns]).catch(() => undefined);
+  await ip(['link', 'delete', pub.veth]).catch(() => undefined);
   await ip(['-batch', '-'], [
     `netns add ${pub.ns}`,
     `link add ${pub.veth} type veth peer name eth0 netns ${pub.ns}`,
