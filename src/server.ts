@@ -88,6 +88,8 @@ export interface CloudOptions {
   announce?: boolean;
   /** How often expired CI runs are looked for (default 5 s). */
   ciReapIntervalMs?: number;
+  /** Idle pooled gate connections to instances are closed after this long (default 4 s; tests hold them longer). */
+  upstreamIdleMs?: number;
 }
 
 /**
@@ -215,7 +217,13 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
 
   const tls = config.gateTls ? { defaultCert: await selfSignedCert(config.domain), sni: (name: string) => certs.sni(name) } : undefined;
   // Redirects name the port the HTTPS listener got (port 0 picks one at listen time).
-  gate = createGate({ table, backend, logger: config.accessLog ? log.child({ part: 'gate' }) : null, ...(tls ? { tls } : {}) });
+  gate = createGate({
+    table,
+    backend,
+    logger: config.accessLog ? log.child({ part: 'gate' }) : null,
+    ...(tls ? { tls } : {}),
+    ...(opts.upstreamIdleMs !== undefined ? { upstreamIdleMs: opts.upstreamIdleMs } : {}),
+  });
   const gateAddr = await gate.listen(config.gate.host, config.gate.port);
   const gateTlsAddr = config.gateTls ? await gate.listenTls(config.gateTls.host, config.gateTls.port) : null;
   const firstTier = config.warmIdleTimeoutMs > 0 ? Math.min(config.warmIdleTimeoutMs, config.idleTimeoutMs) : config.idleTimeoutMs;
@@ -350,7 +358,7 @@ function attachmentNetwork(driver: Driver, publicBind: string): { loopback: 'nam
   return {
     loopback: 'namespace',
     unavailable: loopbackOnly
-      ? `the appliances' TLS-PSK endpoints listen on ${publicBind} only, which instances in their network namespaces cannot reach: start the cloud with --public-bind 0.0.0.0 (EPH_PUBLIC_BIND)`
+      ? `the appliances' TLS-PSK endpoints listen on ${publicBind} only, which instances in their network namespaces cannot reach: start the cloud with EPH_PUBLIC_BIND=0.0.0.0`
       : null,
   };
 }
