@@ -62,9 +62,9 @@ export function ip(args: string[], stdin?: string): Promise<string> {
 
 /**
  * Creates the namespace, a veth pair with the namespace end named eth0,
- * the /30 addresses, `lo` up and a default route via the host end (so the
- * app reaches host services on the host's addresses; nothing is forwarded
- * beyond the host). A leftover namespace of the same name is replaced.
+ * the /30 addresses, `lo` up and a default route via the host end (what
+ * the app may reach through it is the firewall's decision, firewall.ts).
+ * A leftover namespace of the same name is replaced.
  */
 export async function createNamespace(names: NamespaceNames, block: AddressBlock): Promise<void> {
   if (namespaceExists(names.ns) || linkExists(names.hostVeth)) await deleteNamespace(names);

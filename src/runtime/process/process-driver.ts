@@ -146,8 +146,10 @@ interface PidRecord {
  *
  * Apps must listen on all addresses (0.0.0.0), not 127.0.0.1: the host reaches
  * them through the veth. Inside a namespace, EPH_HOST_ADDR holds the host's
- * address on the veth: host services listening on all addresses (appliance
- * endpoints) are reachable there; nothing is forwarded beyond the host. A
+ * address on the veth, where the ports given to allowHostPorts (appliance
+ * endpoints) are reachable. The firewall (firewall.ts, when iptables works)
+ * refuses every other host service, other instances and private ranges, and
+ * public addresses unless `egress` is `public`. A
  * process killed by a signal inside the sandbox is reported by bwrap as code
  * 128+N. Drivers that share a machine must use distinct `prefix` and `subnet`
  * values: recover() deletes every namespace with its prefix.
