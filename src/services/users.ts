@@ -26,7 +26,7 @@ export class UserService {
    * user's, so that an unknown id costs what a wrong token costs and ids
    * cannot be probed by timing.
    */
-  readonly #dummyHash: Promise<string>;
+  #dummyHash: Promise<string> | null = null;
   #kdfRuns = 0;
 
   constructor(store: Store, plans: Plan[], clock: Clock, authLimits: AuthLimits = DEFAULT_AUTH_LIMITS) {
@@ -34,7 +34,6 @@ export class UserService {
     this.#plans = new Map(plans.map((p) => [p.name, p]));
     this.#clock = clock;
     this.#failures = new AuthFailureLimiter(authLimits, () => this.#clock.now());
-    this.#dummyHash = hashToken(newToken());
   }
 
   /** Key derivations run to check tokens so far (tests compare the cost of refusals by it). */
@@ -79,6 +78,8 @@ export class UserService {
     const key = createHash('sha256').update(`${userId}:${token}`).digest('base64');
     const cached = this.#verified.get(key);
     if (cached) return cached;
+    // Made on the first sign-in, not at construction: `eph users add` has no use for it.
+    const dummy = (this.#dummyHash ??= hashToken(newToken()));
     const throttled = this.#failures.check(source, userId);
     if (throttled) {
       const who = throttled.by === 'source' ? 'from this address' : 'for this user';
@@ -91,7 +92,7 @@ export class UserService {
     }
     const user = await this.#store.getUser(userId);
     // Unknown or not, one KDF run and one constant-time comparison: same cost either way.
-    const ok = await verifyToken(token, user ? user.tokenHash : await this.#dummyHash, () => this.#kdfRuns++);
+    const ok = await verifyToken(token, user ? user.tokenHash : await dummy, () => this.#kdfRuns++);
     if (!user || !ok) {
       this.#failures.failed(source, userId);
       return null;
