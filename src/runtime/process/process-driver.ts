@@ -513,6 +513,10 @@ export class ProcessDriver implements Driver {
       for (const fd of extraFds) closeSync(fd);
     }
     inst.child = child;
+    // Later failures of the process or its pipes are this instance's alone: never an unhandled 'error'.
+    child.on('error', (e) => inst.log?.note(`process error: ${errorText(e)}`));
+    child.stdout!.on('error', () => undefined);
+    child.stderr!.on('error', () => undefined);
     const log = inst.log;
     child.stdout!.pipe(log, { end: false });
     child.stderr!.pipe(log, { end: false });
