@@ -154,9 +154,10 @@ export class Firewall {
   /** Deletes the jumps and the chains; never throws. */
   remove(): Promise<void> {
     return this.#serial(async () => {
-      for (const [table, tool] of this.#tables()) {
-        const deletes = await this.#jumpDeletes(tool, table);
-        if (deletes.length > 0) await this.#restore(tool === this.#tools.v4 ? this.#tools.v4restore : this.#tools.v6restore!, [`*${table}`, ...deletes, 'COMMIT']).catch(() => undefined);
+      for (const { table, tool, restore } of this.#tables()) {
+        // Each step on its own: what one leaves is no reason to leave the rest.
+        const deletes = await this.#jumpDeletes(tool, table).catch((): string[] => []);
+        if (deletes.length > 0) await this.#restore(restore, [`*${table}`, ...deletes, 'COMMIT']).catch(() => undefined);
         await run(tool, ['-w', '-t', table, '-F', this.chain]).catch(() => undefined);
         await run(tool, ['-w', '-t', table, '-X', this.chain]).catch(() => undefined);
       }
@@ -169,10 +170,14 @@ export class Firewall {
     return next;
   }
 
-  /** [table, iptables command] pairs the firewall owns a chain in. */
-  #tables(): [string, string][] {
-    const t: [string, string][] = [['filter', this.#tools.v4], ['nat', this.#tools.v4]];
-    if (this.#tools.v6) t.push(['filter', this.#tools.v6]);
+  /** The tables the firewall owns a chain in, with the commands that edit them. */
+  #tables(): { table: string; tool: string; restore: string }[] {
+    const { v4, v4restore, v6, v6restore } = this.#tools;
+    const t = [
+      { table: 'filter', tool: v4, restore: v4restore },
+      { table: 'nat', tool: v4, restore: v4restore },
+    ];
+    if (v6 && v6restore) t.push({ table: 'filter', tool: v6, restore: v6restore });
     return t;
   }
 
