@@ -6,6 +6,32 @@ const ok = (schema: object, description = 'OK') => ({ description, ...json(schem
 const errors = { default: { description: 'Error (see the error catalogue)', ...json(ref('Error')) } };
 const hostParam = { name: 'host', in: 'path', required: true, description: 'Instance hostname or alias', schema: { type: 'string' } };
 const domainParam = { name: 'domain', in: 'path', required: true, schema: { type: 'string' } };
+const configView = {
+  type: 'object',
+  properties: {
+    hostname: { type: 'string' },
+    vars: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          name: { type: 'string' },
+          value: { type: 'string', nullable: true, description: 'null when redacted' },
+          secret: { type: 'boolean' },
+          redacted: { type: 'boolean' },
+          attachment: { type: 'string', nullable: true, description: 'the appliance whose attachment set it' },
+          updatedAt: { type: 'string' },
+        },
+      },
+    },
+    appliesAt: { type: 'string', enum: ['next start'] },
+    restarted: { type: 'boolean' },
+  },
+};
+const attachmentView = {
+  type: 'object',
+  properties: { hostname: { type: 'string' }, appliance: { type: 'string' }, var: { type: 'string' }, local: { type: 'string', description: '127.0.0.1:PORT inside the instance' }, createdAt: { type: 'string' } },
+};
 
 /** The /v1 API described for clients and generators; built once, served at /v1/openapi.json. */
 export function openApiDocument(): object {
@@ -174,6 +200,44 @@ const DOC = {
         responses: { 200: ok(ref('GateCert')), ...errors },
       },
       delete: { summary: 'Delete it: the gate serves its default certificate again', responses: { 200: ok({ type: 'object' }), ...errors } },
+    },
+    '/v1/instances/{host}/config': {
+      parameters: [hostParam],
+      get: {
+        summary: "The instance's config vars; secrets redacted (value null) unless ?reveal=true. They reach the app as environment variables at its next start",
+        parameters: [{ name: 'reveal', in: 'query', required: false, schema: { type: 'boolean' } }],
+        responses: { 200: ok(configView), ...errors },
+      },
+      patch: {
+        summary: 'Set and unset several config vars at once, all or nothing (400 bad or reserved name, 413 CONFIG_TOO_LARGE past the plan); restart: restart a running instance now',
+        requestBody: json({
+          type: 'object',
+          properties: {
+            set: { type: 'object', additionalProperties: { type: 'string' } },
+            unset: { type: 'array', items: { type: 'string' } },
+            secret: { type: 'boolean', description: 'the values set are secrets (shown redacted)' },
+            restart: { type: 'boolean' },
+          },
+        }),
+        responses: { 200: ok(configView), ...errors },
+      },
+    },
+    '/v1/instances/{host}/config/{key}': {
+      parameters: [hostParam, { name: 'key', in: 'path', required: true, schema: { type: 'string' } }],
+      delete: { summary: 'Remove one config var (404 when not set); ?restart=true restarts a running instance', responses: { 200: ok(configView), ...errors } },
+    },
+    '/v1/instances/{host}/attachments': {
+      parameters: [hostParam],
+      get: { summary: 'Appliances attached to the instance', responses: { 200: ok({ type: 'object', properties: { attachments: { type: 'array', items: attachmentView } } }), ...errors } },
+    },
+    '/v1/instances/{host}/attachments/{appliance}': {
+      parameters: [hostParam, { name: 'appliance', in: 'path', required: true, schema: { type: 'string' } }],
+      post: {
+        summary: 'Attach your appliance: a TLS-PSK tunnel inside the instance from its next start, and a secret config var (DATABASE_URL…) with the local URL',
+        requestBody: json({ type: 'object', properties: { as: { type: 'string' }, restart: { type: 'boolean' } } }),
+        responses: { 201: ok(attachmentView), ...errors },
+      },
+      delete: { summary: "Detach: the var and the tunnel's identity are deleted; the identity is refused at once", responses: { 200: ok({ type: 'object' }), ...errors } },
     },
     '/v1/names/{domain}/verification': {
       parameters: [domainParam],

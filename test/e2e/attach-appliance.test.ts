@@ -205,7 +205,7 @@ test('with endpoints on loopback only, instances in namespaces cannot reach them
     assert.equal((await local.api('POST', '/v1/appliances', { body: { kind: 'static', name: 'lo' } })).status, 201);
     const r = await local.api('POST', `/v1/instances/${h}/attachments/lo`, { body: {} });
     assert.equal(r.status, 503, r.text);
-    assert.match(r.text, /listen on 127\.0\.0\.1 only.*--public-bind 0\.0\.0\.0/);
+    assert.match(r.text, /listen on 127\.0\.0\.1 only.*EPH_PUBLIC_BIND=0\.0\.0\.0/);
     const cfg = await local.api('GET', `/v1/instances/${h}/config`);
     assert.deepEqual((cfg.json as { vars: unknown[] }).vars, [], 'nothing was set');
   } finally {
