@@ -8,17 +8,20 @@ import type { HostPort } from '../core/config.ts';
  * the process exited while we were waiting).
  */
 export async function waitReady(addr: HostPort, timeoutMs: number, abort?: AbortSignal): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  // Short polls: a loopback connect costs microseconds, and every wait here is a visitor waiting.
-  let delay = 5;
+  const started = Date.now();
+  const deadline = started + timeoutMs;
   for (;;) {
     if (abort?.aborted) throw abort.reason;
     if (await tryConnect(addr)) return;
-    if (Date.now() >= deadline) {
+    const now = Date.now();
+    if (now >= deadline) {
       throw new EphError('WAKE_TIMEOUT', `did not accept connections on port ${addr.port} within ${timeoutMs} ms`);
     }
-    await new Promise((r) => setTimeout(r, delay));
-    delay = Math.min(delay * 2, 25);
+    // A refused connect costs tens of microseconds and every wait here is a visitor waiting: retry
+    // every millisecond while a small app may be booting (each poll interval is added to its boot,
+    // half of it on average), then back off for the slow starters (a Smalltalk image takes seconds).
+    const elapsed = now - started;
+    await new Promise((r) => setTimeout(r, elapsed < 1000 ? 1 : elapsed < 5000 ? 5 : 25));
   }
 }
 

@@ -414,12 +414,15 @@ export class InstanceService implements GateBackend {
   async #boot(i: Instance, entry: Live, plan: Plan): Promise<HostPort> {
     const started = this.#o.clock.now();
     try {
-      await this.#o.store.updateInstance(i.hostname, { state: 'starting', lastError: null });
-      const image = await this.#o.store.getImage(i.imageDigest);
+      // Side by side: a visitor waits for each of these (a wake's path to the spawn).
+      const [, image, , setup] = await Promise.all([
+        this.#o.store.updateInstance(i.hostname, { state: 'starting', lastError: null }),
+        this.#o.store.getImage(i.imageDigest),
+        mkdir(this.#o.logDir, { recursive: true }),
+        this.#o.launchSetup ? this.#o.launchSetup(i.hostname) : Promise.resolve({ env: {}, tunnels: [] }),
+      ]);
       if (!image) throw new EphError('START_FAILED', `image ${i.imageDigest.slice(0, 12)} is missing`);
-      await mkdir(this.#o.logDir, { recursive: true });
       // Config vars first: the operator's appEnv and the cloud's own names win over a tenant's.
-      const setup = this.#o.launchSetup ? await this.#o.launchSetup(i.hostname) : { env: {}, tunnels: [] };
       const upstream = await this.#o.driver.start({
         hostname: i.hostname,
         imageDir: this.#o.images.dir(i.imageDigest),
