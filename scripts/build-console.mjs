@@ -30,7 +30,17 @@ await build({
   logLevel: 'warning',
 });
 copyFileSync('src/console/index.html', `${tmp}/index.html`);
+// Two builds at once (two test files) may both swap: a rename onto a directory another build has just put
+// in place fails (ENOTEMPTY/EEXIST); move that one aside too and retry.
 const old = `dist/console.old-${process.pid}`;
-if (existsSync(out)) renameSync(out, old);
-renameSync(tmp, out);
+for (let attempt = 0; ; attempt++) {
+  rmSync(old, { recursive: true, force: true });
+  try {
+    if (existsSync(out)) renameSync(out, old);
+    renameSync(tmp, out);
+    break;
+  } catch (e) {
+    if (attempt >= 5 || !['ENOTEMPTY', 'EEXIST', 'ENOENT'].includes(e.code)) throw e;
+  }
+}
 rmSync(old, { recursive: true, force: true });
