@@ -167,10 +167,13 @@ export class ConfigVarService {
     return env;
   }
 
-  /** Restarts the user's instance when it runs (so that it reads its vars now); answers whether it did. */
+  /**
+   * Restarts the user's instance when it runs, or sleeps frozen (a thaw would
+   * keep the old environment), so that it reads its vars now; answers whether it did.
+   */
   async restartIfRunning(user: User, host: string): Promise<boolean> {
     const i = await this.#o.instances.get(user, host);
-    if (i.state !== 'running' && i.state !== 'starting') return false;
+    if (i.state !== 'running' && i.state !== 'starting' && i.state !== 'frozen') return false;
     await this.#o.instances.stop(i.hostname);
     await this.#o.instances.start(i.hostname, 'api');
     return true;

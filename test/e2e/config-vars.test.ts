@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import pino from 'pino';
+import { detectCgroups } from '../../src/runtime/process/cgroups.ts';
 import { procfileApp, startTestCloud, until, type TestCloud, type TestUser } from '../helpers/cloud.ts';
 
 /**
@@ -27,6 +28,10 @@ createServer((q, s) => {
 /** A clear text that appears nowhere unless it leaks. */
 const SECRET = `s3cret-${randomBytes(12).toString('hex')}`;
 const QUOTAS = '*:vars=6,var-size=1KiB,config-size=3KiB';
+// Decided before any test: instances are frozen (warm sleep) only with cgroups (root) and a freezer.
+const cgroups = detectCgroups(`c${PID.toString(36)}`.slice(0, 6));
+const NO_FREEZER =
+  cgroups.mode === 'off' ? `cgroups unavailable (warm sleep needs root and the cgroup freezer): ${cgroups.reason}` : cgroups.mode === 'v1' && !cgroups.mounts.freezer ? 'no cgroup v1 freezer hierarchy mounted' : false;
 
 const logLines: string[] = [];
 const capture = pino({ level: 'debug' }, { write: (s: string) => void logLines.push(s) });
@@ -88,6 +93,16 @@ test('a change reaches a running app only at its next start, or at once with res
   assert.equal(del.status, 200, del.text);
   assert.equal((await cloud.visit(host, '/MULTI')).body, '(unset)');
   assert.equal((await cloud.api('DELETE', `/v1/instances/${host}/config/MULTI`, { user: A })).status, 404);
+});
+
+test('restart: true also restarts a frozen instance (a thaw would keep the old environment)', { skip: NO_FREEZER }, async () => {
+  assert.equal((await cloud.visit(host, '/GREETING')).body, 'third');
+  assert.equal(await cloud.instances.freeze(host), true, 'the instance froze');
+  const r = await patch(A, { set: { GREETING: 'after the freeze' }, restart: true });
+  assert.equal(r.status, 200, r.text);
+  assert.equal((r.json as ConfigAnswer).restarted, true);
+  assert.equal((await cloud.visit(host, '/GREETING')).body, 'after the freeze');
+  assert.equal((await patch(A, { set: { GREETING: 'third' }, restart: true })).status, 200);
 });
 
 test('another tenant gets 404 on every config route, and nothing changes', async () => {
