@@ -206,6 +206,8 @@ test('from inside an instance, a host service listening on all addresses is refu
   assert.equal(await probe(upA, hostA, port4), 'blocked EHOSTUNREACH');
   const others = [...(await hostAddresses())].filter((a) => a !== hostA && !a.startsWith('127.')).slice(0, 4);
   for (const addr of others) assert.equal(await probe(upA, addr, port4), 'blocked EHOSTUNREACH', addr);
+  // A host address outside every private range (the stand-in public link's host end): refused as the host's.
+  assert.equal(await probe(upA, pub.hostIp, port4), 'blocked EHOSTUNREACH');
   // The host end of A's veth pair has a link-local address on A's link: eth0@ifN names its index N.
   const peer = /eth0@if(\d+)/.exec(await ip(['-n', namesFor(A, isoOpen.prefix).ns, '-o', 'link', 'show', 'eth0']))?.[1];
   assert.ok(peer, 'the host end of A\'s veth');
