@@ -50,6 +50,17 @@ export function serveCommand(program: Command): void {
         const human = logFormat === 'human';
         const logger = human ? (await import('pino')).default({ level: config.logLevel }, (await import('../core/human-log.ts')).humanLogDestination(process.stdout)) : undefined;
         const cloud = await startCloud(config, { ...(logger ? { logger } : {}), announce: !human });
+        // Before the summary: whoever reads it may signal at once.
+        let stopping = false;
+        const stop = async () => {
+          if (stopping) return;
+          stopping = true;
+          await cloud.close();
+          await lock.close();
+          process.exit(0);
+        };
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
         const summary = { api: cloud.apiUrl, gate: cloud.gateUrl, domain: config.domain, data: config.dataDir, store: cloud.store.backend, isolation: cloud.driver.isolation };
         if (flags.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
         else {
@@ -61,16 +72,6 @@ export function serveCommand(program: Command): void {
             process.stderr.write('ephemeric: no users yet: run `node bin/eph.js users add NAME --plan standard` in another terminal\n');
           }
         }
-        let stopping = false;
-        const stop = async () => {
-          if (stopping) return;
-          stopping = true;
-          await cloud.close();
-          await lock.close();
-          process.exit(0);
-        };
-        process.on('SIGINT', stop);
-        process.on('SIGTERM', stop);
       } catch (e) {
         process.stderr.write(`eph: ${isEphError(e) ? e.message : e instanceof Error ? e.message : String(e)}\n`);
         process.exit(1);

@@ -1,6 +1,6 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,14 +15,25 @@ import { STANDIN_VM } from '../helpers/cloud.ts';
  * exit, before its start-up recovery could touch the first's instances; after
  * kill -9 of the first, the lock is gone with it and the next start succeeds.
  */
-const ISOLATION = driverIsolation('c');
+const ISOLATION = driverIsolation('l');
+// The server on another data directory needs a prefix of its own: its start-up recovery deletes every namespace of its prefix.
+const OTHER = driverIsolation('l');
 const root = mkdtempSync(join(tmpdir(), 'eph-lock-'));
 chmodSync(root, 0o755);
 const data = join(root, 'data');
 const children = new Set<ChildProcess>();
 
-after(() => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+after(async () => {
+  const killed = [...children].filter((c) => c.exitCode === null && c.signalCode === null);
+  for (const c of killed) c.kill('SIGKILL');
+  await Promise.all(killed.map((c) => new Promise((r) => c.once('exit', r))));
+  // A server killed here leaves its spare namespaces behind.
+  if (process.getuid?.() === 0 && spawnSync('ip', ['netns', 'list']).status === 0) {
+    for (const line of execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n')) {
+      const ns = line.split(' ')[0]!;
+      if (ns.startsWith(`${ISOLATION.prefix}-`) || ns.startsWith(`${OTHER.prefix}-`)) spawnSync('ip', ['netns', 'delete', ns]);
+    }
+  }
   rmSync(root, { recursive: true, force: true });
 });
 
@@ -40,11 +51,11 @@ interface Run {
   up: Promise<{ api: string; gate: string } | null>;
 }
 
-function serve(dataDir: string): Run {
+function serve(dataDir: string, iso = ISOLATION): Run {
   const child = spawn(
     process.execPath,
     ['bin/eph.js', 'serve', '--data', dataDir, '--api', '127.0.0.1:0', '--gate', '127.0.0.1:0', '--domain', 'eph.test', '--json'],
-    { env: { ...process.env, EPH_PHARO_VM: STANDIN_VM, EPH_NETNS_PREFIX: ISOLATION.prefix, EPH_SUBNET: ISOLATION.subnet }, stdio: ['ignore', 'pipe', 'pipe'] },
+    { env: { ...process.env, EPH_PHARO_VM: STANDIN_VM, EPH_NETNS_PREFIX: iso.prefix, EPH_SUBNET: iso.subnet }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   children.add(child);
   let err = '';
@@ -104,10 +115,11 @@ test('a second eph serve on the same data directory refuses with one line and le
   assert.equal(first.child.exitCode, null);
 
   // Another data directory is not held by the first.
-  const other = serve(join(root, 'other'));
+  const other = serve(join(root, 'other'), OTHER);
   await started(other);
   other.child.kill('SIGTERM');
-  assert.equal((await other.exited).code, 0);
+  assert.deepEqual(await other.exited, { code: 0, signal: null }, other.stderr());
+  assert.equal((await visit(a.gate, host)).status, 200, 'the first server still serves');
 
   // kill -9: no clean-up ran, yet the lock went with the process.
   first.child.kill('SIGKILL');
