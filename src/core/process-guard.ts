@@ -1,3 +1,5 @@
+import { EphError } from './errors.ts';
+
 /**
  * The last line of defence of `eph serve` against errors nothing else caught
  * (`uncaughtException`, `unhandledRejection`). Every such error is logged and
@@ -5,7 +7,7 @@
  *
  * - I/O errors of one stream, socket, file or child process (an errno-style
  *   `code` such as EPIPE, ECONNRESET, ENOSPC, or a stream state error such as
- *   ERR_STREAM_WRITE_AFTER_END) are **contained**: they belong to one
+ *   ERR_STREAM_WRITE_AFTER_END), and the cloud's own EphErrors, are **contained**: they belong to one
  *   connection or one instance, whose own handlers already failed it, and
  *   exiting would take every other tenant down with it;
  * - anything else (TypeError, a failed assertion...) is a bug that may have
@@ -45,6 +47,8 @@ const STREAM_STATE_CODES = new Set([
  * (contained), false when it is a programming error (fatal).
  */
 export function isContainedError(e: unknown): boolean {
+  // The cloud's own refusals (START_FAILED, STORAGE_FULL...) are about one request or instance.
+  if (e instanceof EphError) return true;
   if (!(e instanceof Error)) return false;
   const { code } = e as NodeJS.ErrnoException;
   if (typeof code !== 'string') return false;

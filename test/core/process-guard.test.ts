@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { EphError } from '../../src/core/errors.ts';
 import { isContainedError } from '../../src/core/process-guard.ts';
 
 /**
@@ -61,11 +62,12 @@ test('an I/O error that escapes is logged, counted and contained; a programming 
   assert.match(logged[2]!.err, /TypeError/);
 });
 
-test('which errors are contained: errno codes and stream state errors; not plain errors or non-errors', () => {
+test('which errors are contained: errno codes, stream state errors, EphErrors; not plain errors or non-errors', () => {
   const withCode = (code: string) => Object.assign(new Error(code), { code });
   assert.equal(isContainedError(withCode('ENOSPC')), true);
   assert.equal(isContainedError(withCode('ECONNRESET')), true);
   assert.equal(isContainedError(withCode('ERR_STREAM_DESTROYED')), true);
+  assert.equal(isContainedError(new EphError('START_FAILED', 'the app exited')), true);
   assert.equal(isContainedError(withCode('ERR_INVALID_ARG_TYPE')), false);
   assert.equal(isContainedError(new TypeError('x is undefined')), false);
   assert.equal(isContainedError('ENOSPC'), false);
