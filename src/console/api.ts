@@ -13,7 +13,7 @@ export interface SessionInfo {
   expiresAt: string;
 }
 
-export type InstanceState = 'asleep' | 'starting' | 'running' | 'failed';
+export type InstanceState = 'asleep' | 'frozen' | 'starting' | 'running' | 'failed';
 
 export interface Instance {
   hostname: string;

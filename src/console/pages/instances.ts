@@ -3,7 +3,8 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, followLog, type Instance } from '../api.ts';
 import { ActionButton, Facts, Field, NoticeLine, noticeOf, usePolling, When, type Notice } from '../ui.ts';
 
-const STATE_TEXT: Record<string, string> = { running: 'running', asleep: 'asleep', starting: 'starting', failed: 'failed' };
+// frozen: asleep in memory (the short idle tier), it wakes in an instant.
+const STATE_TEXT: Record<string, string> = { running: 'running', frozen: 'frozen (light sleep)', asleep: 'asleep', starting: 'starting', failed: 'failed' };
 const enc = encodeURIComponent;
 
 /** Item 2: the instances, kept current by polling every 2 s, with their actions. */
