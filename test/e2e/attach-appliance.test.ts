@@ -7,6 +7,7 @@ import { netnsUnavailableReason } from '../../src/runtime/process/process-driver
 import { pskKeyBytes } from '../../src/tunnel/psk-file.ts';
 import { PSK_CIPHERS } from '../../src/tunnel/tls-psk-options.ts';
 import { procfileApp, startTestCloud, type TestCloud, type TestUser } from '../helpers/cloud.ts';
+import { driverIsolation } from '../helpers/driver-isolation.ts';
 
 /**
  * Attaching appliances to an instance (issue 16 item 3), through a real
@@ -210,5 +211,24 @@ test('with endpoints on loopback only, instances in namespaces cannot reach them
     assert.deepEqual((cfg.json as { vars: unknown[] }).vars, [], 'nothing was set');
   } finally {
     await local.close();
+  }
+});
+
+test('without network namespaces (port mode) each tunnel takes a free loopback port, and the URL names it', { skip: NO_STUNNEL }, async () => {
+  const shared = await startTestCloud({}, { driverOptions: { ...driverIsolation('p'), isolation: 'port' } });
+  try {
+    const h = await shared.publish(await procfileApp(APP));
+    assert.equal((await shared.api('POST', '/v1/appliances', { body: { kind: 'static', name: 'pm' } })).status, 201);
+    assert.equal((await shared.api('PUT', '/v1/appliances/pm/files/hello.txt', { body: Buffer.from('port mode\n') })).status < 300, true);
+    const r = await shared.api('POST', `/v1/instances/${h}/attachments/pm`, { body: {} });
+    assert.equal(r.status, 201, r.text);
+    const local = (r.json as { local: string }).local;
+    assert.notEqual(local, '127.0.0.1:8000', 'not the usual port, which the host shares');
+    const cfg = await shared.api('GET', `/v1/instances/${h}/config?reveal=true`);
+    assert.equal((cfg.json as { vars: Array<{ name: string; value: string }> }).vars.find((v) => v.name === 'STATIC_URL')?.value, `http://${local}/`);
+    const got = await shared.visit(h, '/static?path=hello.txt');
+    assert.deepEqual(JSON.parse(got.body), { ok: true, out: 'port mode\n', err: '' });
+  } finally {
+    await shared.close();
   }
 });
