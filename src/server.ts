@@ -23,6 +23,8 @@ import { CloudGateBackend } from './services/gate-backend.ts';
 import { selfSignedCert } from './gate/tls.ts';
 import { CertService, storeHolders } from './gate/cert-service.ts';
 import { gateCertRoutes } from './api/v1-gate-certs.ts';
+import { AcmeService, type AcmeServiceDeps } from './gate/acme-service.ts';
+import { readFile } from 'node:fs/promises';
 import { followerMetrics } from './api/log-follow.ts';
 import { escapedErrorMetrics } from './core/process-guard.ts';
 import { SpaceReserve } from './core/space-reserve.ts';
@@ -39,6 +41,9 @@ import { attachmentRoutes } from './api/v1-attachments.ts';
 import { sessionRoutes } from './api/session-routes.ts';
 import { consoleRoutes } from './api/console-routes.ts';
 import { Resolver } from 'node:dns/promises';
+import { DEFAULT_LEASE_TTL_MS, LeaseKeeper, loadReplicaId } from './services/leases.ts';
+import { ChangeFeed } from './services/route-notify.ts';
+import { parseDuration } from './core/config.ts';
 
 export interface Cloud {
   config: Config;
@@ -52,6 +57,8 @@ export interface Cloud {
   routes: RouteService;
   /** Uploaded per-domain certificates, served by the HTTPS gate's SNI. */
   certs: CertService;
+  /** Automatic HTTPS (ACME); null when the operator did not turn it on. */
+  acme: AcmeService | null;
   appliances: ApplianceService;
   /** CI runs and their time-to-live reaper. */
   ci: CiService;
@@ -68,7 +75,13 @@ export interface Cloud {
   gateTlsUrl: string | null;
   driver: Driver;
   log: Logger;
+  /** Instance leases: the running quota across replicas (docs/cluster.md). */
+  leases: LeaseKeeper;
+  /** Cluster mode (a postgres:// store): other replicas' route, alias and instance changes; null on SQLite. */
+  feed: ChangeFeed | null;
   close(): Promise<void>;
+  /** Tests only: ends like a crash (no lease released, no notification, the instances' processes left to the driver's recovery). */
+  crash(): Promise<void>;
 }
 
 export interface CloudOptions {
@@ -90,6 +103,10 @@ export interface CloudOptions {
   ciReapIntervalMs?: number;
   /** Idle pooled gate connections to instances are closed after this long (default 4 s; tests hold them longer). */
   upstreamIdleMs?: number;
+  /** Instance lease time to live (default EPH_LEASE_TTL, else 15 s): how long a dead replica's instances stay held. */
+  leaseTtlMs?: number;
+  /** Automatic HTTPS timings (retry backoff, polling of the directory); tests shorten them. */
+  acme?: Pick<AcmeServiceDeps, 'retryBaseMs' | 'retryMaxMs' | 'poll' | 'maxCheckIntervalMs'>;
 }
 
 /**
@@ -130,6 +147,35 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     verifier = new DomainVerifier({ secret: await loadVerifySecret(join(dataDir, 'verify.key')), resolver });
   }
   const names = new NameRegistry({ table, cloudDomain: config.domain, store, verifier, log: (msg, fields) => log.warn(fields ?? {}, msg) });
+  const replicaId = await loadReplicaId(dataDir);
+  let instancesRef: InstanceService | null = null;
+  const leases = new LeaseKeeper({
+    store,
+    replicaId,
+    ttlMs: opts.leaseTtlMs ?? (process.env.EPH_LEASE_TTL ? parseDuration('EPH_LEASE_TTL', process.env.EPH_LEASE_TTL) : DEFAULT_LEASE_TTL_MS),
+    clock,
+    onLost: (h) => void instancesRef?.dropLost(h),
+    log: (msg, fields) => log.warn(fields ?? {}, msg),
+  });
+  // Cluster mode: what one replica changes, the others hear within milliseconds (LISTEN/NOTIFY), and reload from the store.
+  let reloads: Promise<void> = Promise.resolve();
+  const feed =
+    store.backend === 'postgres'
+      ? new ChangeFeed({
+          url: config.store,
+          replicaId,
+          send: (channel, payload) => store.notify(channel, payload),
+          // One reload at a time, in arrival order: a later change is never overwritten by an earlier read.
+          onName: (name) => {
+            reloads = reloads.then(() => names.reload(name)).catch((e: unknown) => log.warn({ name, err: e }, 'name reload failed'));
+          },
+          onInstance: (hostname, event) => instancesRef?.onHolderRequest(hostname, event),
+          onResync: () => {
+            reloads = reloads.then(() => names.reloadAll()).catch((e: unknown) => log.warn({ err: e }, 'names reload failed'));
+          },
+          log: (msg, fields) => log.warn(fields ?? {}, msg),
+        })
+      : null;
   // The gate is built before the instances so that they can tell it about starts and stops.
   let gate: ReturnType<typeof createGate> | null = null;
   const users = new UserService(store, config.plans, clock, config.authLimits);
@@ -156,16 +202,28 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
       tunnels: attachments ? await attachments.tunnelsOf(hostname) : [],
     }),
     onRemoved: (hostname) => attachments?.instanceRemoved(hostname),
+    leases,
+    ...(feed ? { tellHolder: (hostname: string, event: 'stop' | 'wake' | 'up' | 'down') => feed.publishInstance(hostname, event) } : {}),
     onRunningChange: (hostname, running) => {
+      feed?.publishInstance(hostname, running ? 'up' : 'down');
       if (!gate) return;
       if (!running) gate.forgetInstance(hostname);
       gate.setRunningInstances(instances.listRunning().length);
     },
     // A frozen instance keeps its pooled connections (they work again after the thaw); it only leaves the running count.
-    onFrozenChange: () => gate?.setRunningInstances(instances.listRunning().length),
+    onFrozenChange: (hostname, frozen) => {
+      // Other replicas' gates stop forwarding to a frozen instance (its sockets would queue): they ask for a thaw instead.
+      if (frozen) feed?.publishInstance(hostname, 'down');
+      gate?.setRunningInstances(instances.listRunning().length);
+    },
     warmMemoryBytes: config.warmMemoryBytes,
   });
+  instancesRef = instances;
   await instances.load();
+  leases.start();
+  // Listening before the names are loaded: a change made meanwhile is heard (and reloaded) rather than missed.
+  await feed?.start();
+  if (feed) names.onChange((name) => feed.publishName(name));
   const backend = new CloudGateBackend(instances, store, names, config.domain);
   const routes = new RouteService({
     store,
@@ -186,6 +244,28 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     claim: (userId, domain) => names.checkClaim(userId, domain, 'certificate domain'),
   });
   await certs.load();
+  const acme = config.acme
+    ? new AcmeService({
+        store,
+        holders: storeHolders(store),
+        certs,
+        box: secretBox,
+        settings: {
+          directoryUrl: config.acme.directoryUrl,
+          email: config.acme.email,
+          ca: config.acme.caFile ? await readFile(config.acme.caFile, 'utf8') : null,
+          byDefault: config.acme.byDefault,
+          ordersPerHour: config.acme.ordersPerHour,
+        },
+        mappedDomains: async () => [
+          ...(await store.listRoutes()).map((r) => ({ domain: r.domain, userId: r.userId })),
+          ...(await store.listInstances()).flatMap((i) => (i.alias ? [{ domain: i.alias, userId: i.userId }] : [])),
+        ],
+        clock,
+        log: (msg, fields) => log.info(fields ?? {}, msg),
+        ...opts.acme,
+      })
+    : null;
   const appliances = new ApplianceService({
     store,
     dataDir: join(dataDir, 'appliances'),
@@ -222,10 +302,13 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     backend,
     logger: config.accessLog ? log.child({ part: 'gate' }) : null,
     ...(tls ? { tls } : {}),
+    ...(acme ? { acmeChallenge: acme.challenges } : {}),
     ...(opts.upstreamIdleMs !== undefined ? { upstreamIdleMs: opts.upstreamIdleMs } : {}),
   });
   const gateAddr = await gate.listen(config.gate.host, config.gate.port);
   const gateTlsAddr = config.gateTls ? await gate.listenTls(config.gateTls.host, config.gateTls.port) : null;
+  // Renewals that fell due while the cloud was down start now; the gate already answers the challenges.
+  acme?.start();
   const firstTier = config.warmIdleTimeoutMs > 0 ? Math.min(config.warmIdleTimeoutMs, config.idleTimeoutMs) : config.idleTimeoutMs;
   const reaper = startIdleReaper({
     intervalMs: opts.reapIntervalMs ?? Math.min(30_000, Math.max(250, Math.floor(firstTier / 10))),
@@ -291,10 +374,14 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
         });
       },
       (app) => {
-        gateCertRoutes(app, { certs, authenticate: (req) => authenticate(users, req) });
+        gateCertRoutes(app, { certs, acme, authenticate: (req) => authenticate(users, req) });
         // A certificate is served only while its owner holds the domain: re-check after routes or aliases change hands.
         app.addHook('onResponse', async (req) => {
-          if (req.method !== 'GET' && /^\/(v1\/gate\/(routes|promote)|v1\/instances|api\/)/.test(req.url)) await certs.refresh().catch(() => {});
+          if (req.method !== 'GET' && /^\/(v1\/gate\/(routes|promote)|v1\/instances|api\/)/.test(req.url)) {
+            await certs.refresh().catch(() => {});
+            // --acme-default: a newly mapped domain is ordered now, not at the next check (the order runs in the background).
+            if (acme?.settings.byDefault) void acme.checkNow().catch(() => {});
+          }
         });
       },
     ],
@@ -319,6 +406,7 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     instances,
     routes,
     certs,
+    acme,
     appliances,
     ci,
     configVars,
@@ -331,9 +419,27 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     gateTlsUrl,
     driver,
     log,
+    leases,
+    feed,
+    async crash() {
+      if (closed) return;
+      closed = true;
+      leases.abandon();
+      reaper.stop();
+      await feed?.close();
+      await ci.close();
+      await api.close();
+      await gate!.close();
+      // The processes end as a dead server's would (killed with it); its leases stay until they expire.
+      await driver.close();
+      await appliances.close();
+      await store.close();
+    },
     async close() {
       if (closed) return;
       closed = true;
+      await feed?.close();
+      acme?.close();
       reaper.stop();
       await ci.close();
       await api.close();

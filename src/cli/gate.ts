@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { GateRoute, GateTarget, RouteChange } from '../core/types.ts';
 import { apiJson } from './client.ts';
+import { CliError, UsageError } from './cli-error.ts';
 import { clientAction, clientCommand } from './command-kit.ts';
 import { ago, formatTable, printJson, printLine } from './output.ts';
 import { parseSplitWeights } from './split-weights.ts';
@@ -54,8 +55,10 @@ export function gateCommands(program: Command): void {
   const map = clientCommand(gate, 'map <domain> <host>', 'point DOMAIN at instance HOST (after it passes its health check)')
     .option('--health-path <path>', 'path that must answer below 500 before the switch (default /)')
     .option('--https-redirect', 'redirect http:// requests for DOMAIN to https://')
+    .option('--tls <mode>', 'auto: the cloud obtains and renews a certificate for DOMAIN (ACME, Let\'s Encrypt by default)')
     .option(...skipHealth);
-  clientAction<{ healthPath?: string; httpsRedirect?: boolean } & SwitchFlags>(map, async (ctx, domain, host) => {
+  clientAction<{ healthPath?: string; httpsRedirect?: boolean; tls?: string } & SwitchFlags>(map, async (ctx, domain, host) => {
+    if (ctx.opts.tls !== undefined && ctx.opts.tls !== 'auto') throw new UsageError(`--tls: expected auto, got '${ctx.opts.tls}' (upload your own certificate with \`eph gate cert DOMAIN --cert FILE --key FILE\`)`);
     const body = {
       hostname: host,
       ...(ctx.opts.healthPath !== undefined ? { healthPath: ctx.opts.healthPath } : {}),
@@ -63,8 +66,17 @@ export function gateCommands(program: Command): void {
       ...(ctx.opts.skipHealth ? { skipHealth: true } : {}),
     };
     const r = await apiJson<GateRoute>(ctx.settings, route(domain!), { method: 'PUT', json: body });
-    if (ctx.json) return printJson(r);
+    if (ctx.opts.tls !== 'auto') {
+      if (ctx.json) return printJson(r);
+      return printLine(routeLine(r));
+    }
+    // The route is in place first: the directory's HTTP-01 request must reach the gate for DOMAIN.
+    const cert = await apiJson<{ status: string }>(ctx.settings, `/v1/gate/certs/${encodeURIComponent(r.domain)}/acme`, { method: 'POST' }).catch((e: unknown) => {
+      throw new CliError(`${r.domain} is mapped, but automatic HTTPS was refused: ${e instanceof Error ? e.message : String(e)}`);
+    });
+    if (ctx.json) return printJson({ ...r, certificate: cert });
     printLine(routeLine(r));
+    printLine(`certificate: ${cert.status} (the cloud orders it now; \`eph gate certs\` shows when it is issued, or why not)`);
   });
 
   const unmap = clientCommand(gate, 'unmap <domain>', 'remove the route of DOMAIN');

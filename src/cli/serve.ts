@@ -31,6 +31,9 @@ export function serveCommand(program: Command): void {
     .option('--plan-limits <spec>', 'per-instance limits of each plan, e.g. free:memory=256MiB,cpus=0.5,pids=128,files=1024,tmp=64MiB (EPH_PLAN_LIMITS)')
     .option('--public-host <host>', 'address of appliance TLS-PSK endpoints (EPH_PUBLIC_HOST, default 127.0.0.1)')
     .option('--verify-domains', 'tenants prove a domain with a DNS TXT record before claiming it (EPH_VERIFY_DOMAINS=1)')
+    .option('--acme-directory <url>', "ACME directory for automatic HTTPS (EPH_ACME_DIRECTORY; default Let's Encrypt when automatic HTTPS is on)")
+    .option('--acme-email <address>', 'contact address of the ACME account; turns automatic HTTPS on (EPH_ACME_EMAIL)')
+    .option('--acme-default', 'every mapped domain without an uploaded certificate gets an automatic one (EPH_ACME_DEFAULT=1)')
     .option('--log-format <format>', 'human or json (EPH_LOG_FORMAT; default: human on a terminal, json otherwise)')
     .option('--json', 'print the start-up summary as JSON')
     .action(async (flags: ConfigInput & { json?: boolean; logFormat?: string }) => {

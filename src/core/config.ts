@@ -51,6 +51,21 @@ export interface Config {
    * start. Kept out of the store: replicas of a cluster must share the same file.
    */
   secretsKeyFile?: string;
+  /** Automatic HTTPS (docs/gate.md): null when off. */
+  acme: AcmeConfig | null;
+}
+
+/** Automatic HTTPS from an ACME directory (`--acme-directory`, `--acme-email`, `--acme-default`). */
+export interface AcmeConfig {
+  /** Let's Encrypt's production directory unless set. */
+  directoryUrl: string;
+  email: string | null;
+  /** PEM file of a CA trusted for the directory's HTTPS (EPH_ACME_CA_FILE; a test directory such as pebble). */
+  caFile: string | null;
+  /** Every mapped domain without an uploaded certificate gets an automatic one. */
+  byDefault: boolean;
+  /** Certificate orders one user may start per hour (EPH_ACME_ORDERS_PER_HOUR, default 10). */
+  ordersPerHour: number;
 }
 
 /** A token bucket: `burst` failures at once, refilled at `burst` per `windowMs`. */
@@ -167,11 +182,14 @@ export interface ConfigInput {
   accessLog?: boolean;
   logLevel?: string;
   verifyDomains?: boolean;
+  acmeDirectory?: string;
+  acmeEmail?: string;
+  acmeDefault?: boolean;
 }
 
 /** Flags win over environment variables, which win over the embedded defaults. */
 export function loadConfig(flags: ConfigInput, env: NodeJS.ProcessEnv = process.env): Config {
-  const pick = (flag: Exclude<keyof ConfigInput, 'accessLog' | 'verifyDomains'>, name: string): string | undefined => flags[flag] ?? env[name];
+  const pick = (flag: Exclude<keyof ConfigInput, 'accessLog' | 'verifyDomains' | 'acmeDefault'>, name: string): string | undefined => flags[flag] ?? env[name];
   const runtime = pick('runtime', 'EPH_RUNTIME') ?? 'process';
   if (runtime !== 'process' && runtime !== 'swarm') {
     throw new EphError('INVALID_CONFIG', `--runtime: expected process or swarm, got '${runtime}'`);
@@ -223,6 +241,29 @@ export function loadConfig(flags: ConfigInput, env: NodeJS.ProcessEnv = process.
     authLimits: parseAuthLimits(env),
     metricsToken: parseMetricsToken(env.EPH_METRICS_TOKEN),
     ...(env.EPH_SECRETS_KEY_FILE ? { secretsKeyFile: env.EPH_SECRETS_KEY_FILE } : {}),
+    acme: parseAcme(flags, env, gateTls !== undefined && gateTls !== 'off'),
+  };
+}
+
+/** On when a directory, a contact address or the default is given; it needs the HTTPS gate to serve what it obtains. */
+function parseAcme(flags: ConfigInput, env: NodeJS.ProcessEnv, tls: boolean): AcmeConfig | null {
+  const directory = flags.acmeDirectory ?? env.EPH_ACME_DIRECTORY;
+  const email = flags.acmeEmail ?? env.EPH_ACME_EMAIL;
+  const byDefault = flags.acmeDefault ?? env.EPH_ACME_DEFAULT === '1';
+  if (directory === undefined && email === undefined && !byDefault) return null;
+  if (!tls) throw new EphError('INVALID_CONFIG', '--acme-directory/--acme-email/--acme-default: automatic HTTPS needs the HTTPS gate (--gate-tls HOST:PORT)');
+  if (directory !== undefined && !/^https:\/\/[^\s/]+/.test(directory)) {
+    throw new EphError('INVALID_CONFIG', `--acme-directory: expected an https:// URL of an ACME directory, got '${directory}'`);
+  }
+  if (email !== undefined && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email)) throw new EphError('INVALID_CONFIG', `--acme-email: expected an e-mail address, got '${email}'`);
+  const perHour = env.EPH_ACME_ORDERS_PER_HOUR ?? '10';
+  if (!/^\d+$/.test(perHour) || Number(perHour) < 1) throw new EphError('INVALID_CONFIG', `EPH_ACME_ORDERS_PER_HOUR: expected a number of orders like 10, got '${perHour}'`);
+  return {
+    directoryUrl: directory ?? 'https://acme-v02.api.letsencrypt.org/directory',
+    email: email ?? null,
+    caFile: env.EPH_ACME_CA_FILE || null,
+    byDefault,
+    ordersPerHour: Number(perHour),
   };
 }
 

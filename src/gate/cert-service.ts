@@ -4,6 +4,7 @@ import { EphError } from '../core/errors.ts';
 import { normalizeHost } from '../core/ids.ts';
 import type { GateRoute, Instance } from '../core/types.ts';
 import { certFacts, checkCertPair } from './cert-check.ts';
+import type { AcmeDomain, AcmeStatus, AcmeStore } from './acme-store.ts';
 import type { CertStore, StoredCert } from './cert-store.ts';
 
 /** Who holds a domain on this cloud: a gate route or an instance alias. */
@@ -14,22 +15,33 @@ export interface DomainHolders {
   holdersUnder(parent: string): Promise<Set<string>>;
 }
 
-/** What the API shows of an uploaded certificate (never the key). */
+/** What the API shows of a certificate, uploaded or automatic (never the key). */
 export interface CertView {
   domain: string;
-  /** Expiry, epoch milliseconds, and the same as an ISO date. */
-  notAfter: number;
-  expires: string;
+  /** `uploaded` by the user, or obtained by the cloud from its ACME directory (`acme`). */
+  source: 'uploaded' | 'acme';
+  /** An upload is `valid`; an automatic one is `pending` (first order), `valid`, `renewing` or `failed`. */
+  status: AcmeStatus;
+  /** Expiry, epoch milliseconds, and the same as an ISO date; null while no certificate was issued yet. */
+  notAfter: number | null;
+  expires: string | null;
   names: string[];
   subject: string;
   issuer: string;
   updatedAt: number;
   /** Served by the gate now: its owner still holds the domain. */
   active: boolean;
+  /** Why the last automatic order failed (the ACME server's words); null otherwise. */
+  lastError: string | null;
+  /** Automatic: when the next order is due (renewal, or the retry after a failure); null for uploads. */
+  nextAttempt: number | null;
 }
 
+/** The part of the ACME store the certificate listing reads (absent in unit tests without automatic HTTPS). */
+type AcmeRows = Pick<AcmeStore, 'listAcmeDomains' | 'getAcmeDomain' | 'deleteAcmeDomain'>;
+
 export interface CertServiceDeps {
-  store: CertStore;
+  store: CertStore & Partial<AcmeRows>;
   holders: DomainHolders;
   /** The cloud's own domain: its wildcard belongs to instance hostnames and is never uploadable. */
   reservedDomain: string;
@@ -55,7 +67,7 @@ export interface CertServiceDeps {
  * createGate({ table, backend, tls: { defaultCert, sni: (name) => certs.sni(name) } });
  */
 export class CertService {
-  readonly #store: CertStore;
+  readonly #store: CertStore & Partial<AcmeRows>;
   readonly #holders: DomainHolders;
   readonly #reserved: string;
   readonly #clock: Clock;
@@ -95,14 +107,14 @@ export class CertService {
    * nobody does, CONFLICT when another user does.
    */
   async put(userId: string, domain: string, cert: unknown, key: unknown): Promise<CertView> {
-    const d = this.#domain(domain);
-    await this.#claim?.(userId, d);
-    await this.#mayHold(userId, d);
+    const d = await this.checkHolder(userId, domain);
     const now = this.#clock.now();
     checkCertPair(d, cert, key, now);
-    const row: StoredCert = { domain: d, userId, cert: cert as string, key: key as string, notAfter: 0, updatedAt: now };
+    const row: StoredCert = { domain: d, userId, cert: cert as string, key: key as string, notAfter: 0, updatedAt: now, source: 'uploaded' };
     row.notAfter = certFacts(row.cert).notAfter;
     await this.#store.putCert(row);
+    // An upload replaces automatic HTTPS for the domain: the cloud stops ordering (and overwriting) it.
+    await this.#store.deleteAcmeDomain?.(d);
     const ctx = createSecureContext({ cert: row.cert, key: row.key });
     this.#built.set(d, { updatedAt: row.updatedAt, ctx });
     const served = new Map(this.#served);
@@ -111,20 +123,48 @@ export class CertService {
     return this.#view(row, true);
   }
 
-  /** The user's certificates, ordered by domain. */
+  /**
+   * The normalised domain when `userId` may have a certificate for it: the
+   * name registry's claim check, then the user must hold it (NOT_FOUND when
+   * nobody does, CONFLICT when another user does).
+   */
+  async checkHolder(userId: string, domain: string): Promise<string> {
+    const d = this.#domain(domain);
+    await this.#claim?.(userId, d);
+    await this.#mayHold(userId, d);
+    return d;
+  }
+
+  /** The user's certificates, uploaded and automatic (issued or still pending), ordered by domain. */
   async list(userId: string): Promise<CertView[]> {
-    return (await this.#store.listCerts(userId)).map((c) => this.#view(c, this.#served.has(c.domain)));
+    const certs = await this.#store.listCerts(userId);
+    const acme = new Map((await this.#store.listAcmeDomains?.(userId) ?? []).map((a) => [a.domain, a]));
+    const out = certs.map((c) => this.#view(c, this.#served.has(c.domain), acme.get(c.domain)));
+    for (const a of acme.values()) if (!certs.some((c) => c.domain === a.domain)) out.push(this.#pendingView(a));
+    return out.sort((x, y) => (x.domain < y.domain ? -1 : x.domain > y.domain ? 1 : 0));
   }
 
-  /** One of the user's certificates; NOT_FOUND otherwise. */
+  /** One of the user's certificates (or automatic domains); NOT_FOUND otherwise. */
   async get(userId: string, domain: string): Promise<CertView> {
-    const c = await this.#own(userId, this.#domain(domain));
-    return this.#view(c, this.#served.has(c.domain));
+    const d = this.#domain(domain);
+    const a = await this.#ownAcme(userId, d);
+    const c = await this.#store.getCert(d);
+    if (c && c.userId === userId) return this.#view(c, this.#served.has(c.domain), a ?? undefined);
+    if (a) return this.#pendingView(a);
+    throw new EphError('NOT_FOUND', `no certificate uploaded for ${d}`);
   }
 
-  /** Deletes the user's certificate: the gate serves the default one for the domain again. */
+  /**
+   * Deletes the user's certificate and turns automatic HTTPS off for the
+   * domain: the gate serves the default one for it again.
+   */
   async remove(userId: string, domain: string): Promise<void> {
-    const c = await this.#own(userId, this.#domain(domain));
+    const d = this.#domain(domain);
+    const a = await this.#ownAcme(userId, d);
+    if (a) await this.#store.deleteAcmeDomain?.(d);
+    const mine = await this.#store.getCert(d);
+    if (a && !(mine && mine.userId === userId)) return;
+    const c = await this.#own(userId, d);
     await this.#store.deleteCert(c.domain);
     this.#built.delete(c.domain);
     const served = new Map(this.#served);
@@ -181,6 +221,11 @@ export class CertService {
     if (holder !== userId) throw new EphError('CONFLICT', `${d} is routed by another user`);
   }
 
+  async #ownAcme(userId: string, d: string): Promise<AcmeDomain | null> {
+    const a = (await this.#store.getAcmeDomain?.(d)) ?? null;
+    return a && a.userId === userId ? a : null;
+  }
+
   async #own(userId: string, d: string): Promise<StoredCert> {
     const c = await this.#store.getCert(d);
     if (!c || c.userId !== userId) throw new EphError('NOT_FOUND', `no certificate uploaded for ${d}`);
@@ -197,10 +242,12 @@ export class CertService {
     return wild ? `*.${d}` : d;
   }
 
-  #view(c: StoredCert, active: boolean): CertView {
+  #view(c: StoredCert, active: boolean, acme?: AcmeDomain): CertView {
     const f = certFacts(c.cert);
     return {
       domain: c.domain,
+      source: acme || c.source === 'acme' ? 'acme' : 'uploaded',
+      status: acme?.status ?? 'valid',
       notAfter: c.notAfter,
       expires: new Date(c.notAfter).toISOString(),
       names: f.names,
@@ -208,6 +255,26 @@ export class CertService {
       issuer: f.issuer,
       updatedAt: c.updatedAt,
       active,
+      lastError: acme?.lastError ?? null,
+      nextAttempt: acme?.nextAt ?? null,
+    };
+  }
+
+  /** An automatic domain without an issued certificate yet. */
+  #pendingView(a: AcmeDomain): CertView {
+    return {
+      domain: a.domain,
+      source: 'acme',
+      status: a.status,
+      notAfter: null,
+      expires: null,
+      names: [],
+      subject: '',
+      issuer: '',
+      updatedAt: a.updatedAt,
+      active: false,
+      lastError: a.lastError,
+      nextAttempt: a.nextAt,
     };
   }
 }

@@ -10,6 +10,8 @@ export interface StoredCert {
   /** Expiry of the leaf, epoch milliseconds. */
   notAfter: number;
   updatedAt: number;
+  /** `acme` when the cloud obtained it (automatic HTTPS); absent or `uploaded` for a user's upload. */
+  source?: 'uploaded' | 'acme';
 }
 
 /**

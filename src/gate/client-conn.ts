@@ -3,6 +3,7 @@ import type { HostPort } from '../core/config.ts';
 import { isEphError } from '../core/errors.ts';
 import { normalizeHost } from '../core/ids.ts';
 import type { GateBackend } from './backend.ts';
+import { ACME_CHALLENGE_PREFIX, challengeResponse, challengeToken, type AcmeChallengeAnswers } from './acme-challenge.ts';
 import { PAGES, httpsRedirect, page, startingPage, unknownHostPage } from './error-pages.ts';
 import {
   CHUNK_BAD,
@@ -39,6 +40,8 @@ export interface GateContext {
   bodyTimeoutMs: number;
   /** Port that HTTP→HTTPS redirects point at. */
   httpsPort: () => number;
+  /** ACME HTTP-01 answers (automatic HTTPS); null when the cloud orders no certificates. */
+  acme: AcmeChallengeAnswers | null;
   /** Instance hostname → exchanges in flight and open tunnels. Entries stay at 0 (no churn per request) until the gate's sweep. */
   active: Map<string, ActiveCount>;
   /** Raw Host value → normalized host, so that repeat visitors skip normalizeHost. */
@@ -275,6 +278,8 @@ export class ClientConn implements UpstreamOwner {
     if (raw !== this.#rcRaw || ctx.table.version !== this.#rcVersion) this.#routeFor(raw);
     const host = this.#rcHost;
     if (host === null) return this.#reject(PAGES.badHost, 400);
+    // For any host and before routing (and before an HTTPS redirect): the ACME directory asks over plain HTTP.
+    if (ctx.acme !== null && rh.target.startsWith(ACME_CHALLENGE_PREFIX)) return this.#answerChallenge(ctx.acme, rh.target);
     const route = this.#rcRoute;
     if (route === undefined || route.targets.length === 0) {
       return this.#answer(unknownHostPage(host, !this.#reqDone || this.#closeAfter, this.#isHead), 404);
@@ -311,6 +316,22 @@ export class ClientConn implements UpstreamOwner {
     if (up !== null) this.#attach(up, false, this.#startAt);
     else this.#wake();
     this.#syncReading();
+  }
+
+  /** Answers an ACME HTTP-01 request: from memory at once, else from the store (another replica's order). */
+  #answerChallenge(acme: AcmeChallengeAnswers, target: string): void {
+    const opts = { close: !this.#reqDone || this.#closeAfter, head: this.#isHead };
+    const token = challengeToken(target);
+    const known = token === null ? null : acme.answer(token);
+    if (token === null || known !== null) return this.#answer(challengeResponse(known, opts), known === null ? 404 : 200);
+    const id = this.#exchangeId;
+    acme
+      .lookup(token)
+      .catch(() => null)
+      .then((v) => {
+        if (id !== this.#exchangeId || this.#phase !== P_EXCHANGE) return;
+        this.#answer(challengeResponse(v, opts), v === null ? 404 : 200);
+      });
   }
 
   /** Fills the route cache for Host value `raw`. */

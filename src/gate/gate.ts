@@ -1,5 +1,6 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import type { AcmeChallengeAnswers } from './acme-challenge.ts';
 import type { GateBackend } from './backend.ts';
 import { ClientConn, type AccessLogger, type GateContext } from './client-conn.ts';
 import { GateMetrics } from './metrics.ts';
@@ -29,6 +30,8 @@ export interface GateOptions {
   upstreamIdleMs?: number;
   /** Port that HTTP→HTTPS redirects name; default the port of the HTTPS listener (or 443). */
   httpsPort?: number;
+  /** Answers to ACME HTTP-01 requests (`/.well-known/acme-challenge/<token>`, any host); absent: routed like any path. */
+  acmeChallenge?: AcmeChallengeAnswers;
 }
 
 /** The visitor-facing proxy. */
@@ -85,6 +88,7 @@ export function createGate(opts: GateOptions): Gate {
     keepAliveTimeoutMs: opts.keepAliveTimeoutMs ?? 60_000,
     bodyTimeoutMs: opts.bodyTimeoutMs ?? 30_000,
     httpsPort: () => tlsPort,
+    acme: opts.acmeChallenge ?? null,
     active: new Map(),
     hostCache: new Map(),
     conns: new Set(),

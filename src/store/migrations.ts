@@ -126,6 +126,46 @@ const MIGRATIONS: Migration[] = [
       .addPrimaryKeyConstraint('attachments_pk', ['hostname', 'appliance'])
       .execute();
   },
+  async (db) => {
+    // Automatic HTTPS (ACME): where each certificate came from, the automatic domains' state,
+    // HTTP-01 answers any replica's gate can give, and the cloud's account key (sealed).
+    await db.schema.alterTable('gate_certs').addColumn('source', 'text', (c) => c.notNull().defaultTo('uploaded')).execute();
+    await db.schema
+      .createTable('acme_domains')
+      .addColumn('domain', 'text', (c) => c.primaryKey())
+      .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('last_error', 'text')
+      .addColumn('failures', 'integer', (c) => c.notNull())
+      .addColumn('next_at', 'bigint', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('acme_challenges')
+      .addColumn('token', 'text', (c) => c.primaryKey())
+      .addColumn('key_authorization', 'text', (c) => c.notNull())
+      .addColumn('expires_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('acme_accounts')
+      .addColumn('directory', 'text', (c) => c.primaryKey())
+      .addColumn('sealed_key', 'text', (c) => c.notNull())
+      .addColumn('url', 'text')
+      .execute();
+  },
+  async (db) => {
+    // Cluster mode (docs/cluster.md): one row per instance running (or starting, or frozen) on some
+    // replica. It is the running quota across replicas and the lock that starts a wake once.
+    await db.schema
+      .createTable('instance_leases')
+      .addColumn('hostname', 'text', (c) => c.primaryKey())
+      .addColumn('user_id', 'text', (c) => c.notNull())
+      .addColumn('replica_id', 'text', (c) => c.notNull())
+      .addColumn('counted', 'integer', (c) => c.notNull())
+      .addColumn('expires_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('instance_leases_user').on('instance_leases').column('user_id').execute();
+  },
 ];
 
 export async function migrate(db: Kysely<Tables>, backend: 'sqlite' | 'postgres'): Promise<void> {

@@ -52,7 +52,19 @@ export interface Tables {
     key: string;
     not_after: number;
     updated_at: number;
+    source: string;
   };
+  acme_domains: {
+    domain: string;
+    user_id: string;
+    status: string;
+    last_error: string | null;
+    failures: number;
+    next_at: number;
+    updated_at: number;
+  };
+  acme_challenges: { token: string; key_authorization: string; expires_at: number };
+  acme_accounts: { directory: string; sealed_key: string; url: string | null };
   ci_runs: {
     id: string;
     user_id: string;
@@ -70,6 +82,8 @@ export interface Tables {
     size: number;
     updated_at: number;
   };
+  /** Cluster leases (src/services/leases.ts): `counted` 0 while frozen (asleep for the quota). */
+  instance_leases: { hostname: string; user_id: string; replica_id: string; counted: number; expires_at: number };
   attachments: {
     hostname: string;
     user_id: string;

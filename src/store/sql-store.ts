@@ -4,7 +4,9 @@ import { EphError } from '../core/errors.ts';
 import type { InstancePatch, Store } from './store.ts';
 import type { Tables } from './schema.ts';
 import { migrate } from './migrations.ts';
+import { SqlLeases, type LeaseOutcome, type LeaseRecord, type LeaseRequest } from './lease-store.ts';
 import type { StoredCert } from '../gate/cert-store.ts';
+import type { AcmeAccount, AcmeChallenge, AcmeDomain, AcmeStatus } from '../gate/acme-store.ts';
 import type { CiRun } from '../ci/ci-run.ts';
 import type { AttachmentRecord, ConfigVarRecord } from './config-var-store.ts';
 
@@ -77,6 +79,37 @@ const toCert = (r: Row<'gate_certs'>): StoredCert => ({
   key: r.key,
   notAfter: Number(r.not_after),
   updatedAt: Number(r.updated_at),
+  source: r.source === 'acme' ? 'acme' : 'uploaded',
+});
+
+const toAcmeDomain = (r: Row<'acme_domains'>): AcmeDomain => ({
+  domain: r.domain,
+  userId: r.user_id,
+  status: r.status as AcmeStatus,
+  lastError: r.last_error,
+  failures: Number(r.failures),
+  nextAt: Number(r.next_at),
+  updatedAt: Number(r.updated_at),
+});
+
+const acmeDomainRow = (d: AcmeDomain) => ({
+  domain: d.domain,
+  user_id: d.userId,
+  status: d.status,
+  last_error: d.lastError,
+  failures: d.failures,
+  next_at: d.nextAt,
+  updated_at: d.updatedAt,
+});
+
+const certRow = (c: StoredCert) => ({
+  domain: c.domain,
+  user_id: c.userId,
+  cert: c.cert,
+  key: c.key,
+  not_after: c.notAfter,
+  updated_at: c.updatedAt,
+  source: c.source ?? 'uploaded',
 });
 
 function isUniqueViolation(e: unknown): boolean {
@@ -96,6 +129,42 @@ export class SqlStore implements Store {
 
   migrate(): Promise<void> {
     return migrate(this.#db, this.backend);
+  }
+
+  // ---- cluster leases (lease-store.ts) ----------------------------------
+  #leases: SqlLeases | null = null;
+  get #l(): SqlLeases {
+    return (this.#leases ??= new SqlLeases(this.#db, this.backend));
+  }
+  acquireLease(req: LeaseRequest): Promise<LeaseOutcome> {
+    return this.#l.acquireLease(req);
+  }
+  renewLeases(replicaId: string, hostnames: readonly string[], expiresAt: number): Promise<string[]> {
+    return this.#l.renewLeases(replicaId, hostnames, expiresAt);
+  }
+  setLeaseCounted(hostname: string, replicaId: string, counted: boolean): Promise<void> {
+    return this.#l.setLeaseCounted(hostname, replicaId, counted);
+  }
+  releaseLease(hostname: string, replicaId: string): Promise<void> {
+    return this.#l.releaseLease(hostname, replicaId);
+  }
+  releaseReplicaLeases(replicaId: string): Promise<number> {
+    return this.#l.releaseReplicaLeases(replicaId);
+  }
+  getLease(hostname: string): Promise<LeaseRecord | null> {
+    return this.#l.getLease(hostname);
+  }
+  listLeases(userId?: string): Promise<LeaseRecord[]> {
+    return this.#l.listLeases(userId);
+  }
+  raiseAccessAt(hostname: string, at: number): Promise<void> {
+    return this.#l.raiseAccessAt(hostname, at);
+  }
+  accessTimes(hostnames: readonly string[]): Promise<Map<string, number>> {
+    return this.#l.accessTimes(hostnames);
+  }
+  notify(channel: string, payload: string): Promise<void> {
+    return this.#l.notify(channel, payload);
   }
 
   close(): Promise<void> {
@@ -331,11 +400,76 @@ export class SqlStore implements Store {
   }
 
   async putCert(c: StoredCert): Promise<void> {
-    const values = { domain: c.domain, user_id: c.userId, cert: c.cert, key: c.key, not_after: c.notAfter, updated_at: c.updatedAt };
+    const values = certRow(c);
     await this.#db
       .insertInto('gate_certs')
       .values(values)
       .onConflict((oc) => oc.column('domain').doUpdateSet({ ...values }))
+      .execute();
+  }
+
+  async putAcmeDomain(d: AcmeDomain): Promise<void> {
+    const values = acmeDomainRow(d);
+    await this.#db
+      .insertInto('acme_domains')
+      .values(values)
+      .onConflict((oc) => oc.column('domain').doUpdateSet({ ...values }))
+      .execute();
+  }
+
+  async getAcmeDomain(domain: string): Promise<AcmeDomain | null> {
+    const r = await this.#db.selectFrom('acme_domains').selectAll().where('domain', '=', domain).executeTakeFirst();
+    return r ? toAcmeDomain(r) : null;
+  }
+
+  async listAcmeDomains(userId?: string): Promise<AcmeDomain[]> {
+    let q = this.#db.selectFrom('acme_domains').selectAll();
+    if (userId !== undefined) q = q.where('user_id', '=', userId);
+    return (await q.orderBy('domain').execute()).map(toAcmeDomain);
+  }
+
+  async deleteAcmeDomain(domain: string): Promise<void> {
+    await this.#db.deleteFrom('acme_domains').where('domain', '=', domain).execute();
+  }
+
+  async saveAcmeIssued(c: StoredCert, d: AcmeDomain): Promise<void> {
+    const cert = certRow({ ...c, source: 'acme' });
+    const state = acmeDomainRow(d);
+    await this.#db.transaction().execute(async (tx) => {
+      await tx.insertInto('gate_certs').values(cert).onConflict((oc) => oc.column('domain').doUpdateSet({ ...cert })).execute();
+      await tx.insertInto('acme_domains').values(state).onConflict((oc) => oc.column('domain').doUpdateSet({ ...state })).execute();
+    });
+  }
+
+  async putAcmeChallenge(c: AcmeChallenge): Promise<void> {
+    const values = { token: c.token, key_authorization: c.keyAuthorization, expires_at: c.expiresAt };
+    await this.#db
+      .insertInto('acme_challenges')
+      .values(values)
+      .onConflict((oc) => oc.column('token').doUpdateSet({ ...values }))
+      .execute();
+  }
+
+  async getAcmeChallenge(token: string): Promise<AcmeChallenge | null> {
+    const r = await this.#db.selectFrom('acme_challenges').selectAll().where('token', '=', token).executeTakeFirst();
+    return r ? { token: r.token, keyAuthorization: r.key_authorization, expiresAt: Number(r.expires_at) } : null;
+  }
+
+  async deleteAcmeChallenge(token: string, now: number): Promise<void> {
+    await this.#db.deleteFrom('acme_challenges').where((eb) => eb.or([eb('token', '=', token), eb('expires_at', '<', now)])).execute();
+  }
+
+  async getAcmeAccount(directory: string): Promise<AcmeAccount | null> {
+    const r = await this.#db.selectFrom('acme_accounts').selectAll().where('directory', '=', directory).executeTakeFirst();
+    return r ? { directory: r.directory, sealedKey: r.sealed_key, url: r.url } : null;
+  }
+
+  async putAcmeAccount(a: AcmeAccount): Promise<void> {
+    const values = { directory: a.directory, sealed_key: a.sealedKey, url: a.url };
+    await this.#db
+      .insertInto('acme_accounts')
+      .values(values)
+      .onConflict((oc) => oc.column('directory').doUpdateSet({ ...values }))
       .execute();
   }
 

@@ -1,8 +1,10 @@
 import type { ApplianceRecord, ImageRecord, Instance, User } from '../core/types.ts';
 import type { RouteStore } from '../gate/route-store.ts';
 import type { CertStore } from '../gate/cert-store.ts';
+import type { AcmeStore } from '../gate/acme-store.ts';
 import type { CiRunStore } from '../ci/ci-run.ts';
 import type { ConfigVarStore } from './config-var-store.ts';
+import type { LeaseStore } from './lease-store.ts';
 
 export type InstancePatch = Partial<Pick<Instance, 'imageName' | 'state' | 'accessAt' | 'lastError' | 'upstream'>>;
 
@@ -11,7 +13,7 @@ export type InstancePatch = Partial<Pick<Instance, 'imageName' | 'state' | 'acce
  * implementation over kysely and one conformance suite
  * (test/store/store.conformance.ts).
  */
-export interface Store extends RouteStore, CertStore, CiRunStore, ConfigVarStore {
+export interface Store extends RouteStore, CertStore, CiRunStore, ConfigVarStore, AcmeStore, LeaseStore {
   readonly backend: 'sqlite' | 'postgres';
   migrate(): Promise<void>;
   close(): Promise<void>;
