@@ -119,6 +119,11 @@ test('another tenant gets 404 on every config route, and nothing changes', async
     assert.ok(!r.text.includes(SECRET) && !r.text.includes('third'), r.text);
   }
   assert.deepEqual((await config(A, true)).json, before);
+  // B's own instance of the same archive: none of A's vars in its environment.
+  const bHost = await cloud.publish(await procfileApp(APP), { user: B });
+  assert.equal((await cloud.visit(bHost, '/API_TOKEN')).body, '(unset)');
+  assert.equal((await cloud.visit(bHost, '/GREETING')).body, '(unset)');
+  assert.equal((await cloud.api('DELETE', `/v1/instances/${bHost}`, { user: B })).status, 200);
 });
 
 test('bad names, reserved names and bad bodies are refused with 400 and nothing changes', async () => {
