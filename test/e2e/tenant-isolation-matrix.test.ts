@@ -226,6 +226,8 @@ function rows(): Record<string, () => Case[]> {
       refused('PUT', `/v1/gate/certs/${A_ALIAS}`, { cert: aCert.cert, key: aCert.key }),
     ],
     'DELETE /v1/gate/certs/:domain': () => [hidden('DELETE', `/v1/gate/certs/${enc(A_WILD)}`)],
+    // Automatic HTTPS for A's names (routed, aliased, under A's wildcard): refused whether or not the cloud orders certificates.
+    'POST /v1/gate/certs/:domain/acme': () => [A_ROUTE, A_ALIAS, A_COVERED].map((n) => refused('POST', `/v1/gate/certs/${n}/acme`)),
     'GET /v1/names/:domain/verification': () => [ownOnly('GET', `/v1/names/${A_ROUTE}/verification`)],
     // v1: appliances
     'POST /v1/appliances': () => [refused('POST', '/v1/appliances', { kind: 'static', name: A_SITE })],
