@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { after, before, test } from 'node:test';
 import { startTestCloud, until, type TestCloud, type TestUser } from '../helpers/cloud.ts';
+import { makeTestCa } from '../helpers/certs.ts';
 import { eph } from '../cli/run-eph.ts';
 import { freePort } from '../tunnel/fixtures.ts';
 import { pebbleMissing, startPebble, type Pebble } from './acme-pebble.ts';
@@ -55,9 +56,9 @@ interface CertView {
   nextAttempt: number | null;
 }
 
-function boot(): Promise<TestCloud> {
+function boot(acmeDefault = false): Promise<TestCloud> {
   return startTestCloud(
-    { gate: `127.0.0.1:${gatePort}`, gateTls: '127.0.0.1:0', acmeDirectory: pebble.directory },
+    { gate: `127.0.0.1:${gatePort}`, gateTls: '127.0.0.1:0', acmeDirectory: pebble.directory, acmeDefault },
     {
       dataDir,
       keepData: true,
@@ -262,4 +263,41 @@ test('only the holder may ask; wildcards are refused; past the orders per hour 4
   assert.ok(Number(over.headers['retry-after']) > 0);
   assert.equal((await cloud.api('GET', '/v1/gate/certs/fourth.example.test', { user: alice })).status, 404, 'nothing recorded');
   await waitStatus('third.example.test', 'valid');
+});
+
+test('--acme-default: at start every mapped domain without a certificate is ordered, and a newly mapped one without asking', { skip: SKIP }, async () => {
+  await cloud.close();
+  cloud = await boot(true);
+  // fourth.example.test was mapped but never ordered (the limit refused it).
+  const fourth = await waitStatus('fourth.example.test', 'valid');
+  assert.equal(fourth.source, 'acme');
+  assert.equal((await viaTls('fourth.example.test')).authorized, true);
+  assert.equal((await cloud.api('PUT', '/v1/gate/routes/auto.example.test', { user: alice, body: { hostname: inst } })).status, 200);
+  await waitStatus('auto.example.test', 'valid');
+  const served = await viaTls('auto.example.test');
+  assert.equal(served.authorized, true, served.authError ?? '');
+  assert.equal(served.body, 'v1');
+});
+
+test('nothing half-installed: a DELETE while the order runs leaves no certificate; an upload replaces automatic HTTPS', { skip: SKIP }, async () => {
+  assert.equal((await cloud.api('PUT', '/v1/gate/routes/gone.example.test', { user: alice, body: { hostname: inst } })).status, 200);
+  // The default may have started the order already; asking again joins it.
+  assert.equal((await cloud.api('POST', '/v1/gate/certs/gone.example.test/acme', { user: alice })).status, 202);
+  assert.equal((await cloud.api('DELETE', '/v1/gate/certs/gone.example.test', { user: alice })).status, 200);
+  await cloud.acme!.settled('gone.example.test');
+  assert.equal((await cloud.api('GET', '/v1/gate/certs/gone.example.test', { user: alice })).status, 404);
+  assert.equal((await viaTls('gone.example.test')).subject, '*.eph.test');
+
+  const ca = await makeTestCa('Own CA');
+  try {
+    const own = await ca.issue(['auto.example.test']);
+    const up = await cloud.api('PUT', '/v1/gate/certs/auto.example.test', { user: alice, body: { cert: own.cert, key: own.key } });
+    assert.equal(up.status, 200, up.text);
+    const v = await certOf('auto.example.test');
+    assert.equal(v.source, 'uploaded');
+    assert.equal(v.nextAttempt, null, 'no renewal planned for an upload');
+    assert.equal((await viaTls('auto.example.test')).issuer, 'Own CA');
+  } finally {
+    await ca.close();
+  }
 });
