@@ -202,8 +202,24 @@ async function eachPage(visit: (name: string) => Promise<void>): Promise<void> {
   await visit('ci');
 }
 
-test('at 375 px wide no page scrolls sideways (panels open)', { skip }, async () => {
-  await freshPage({ width: 375 });
+test('at 375 px wide no page scrolls sideways (panels open); the console asks only its own origin, for /, its two files and /v1; no CSP violation, no script error', { skip }, async () => {
+  const requests: string[] = [];
+  const problems: string[] = [];
+  browser.on('disconnected', () => problems.push('browser disconnected'));
+  await context?.close();
+  context = undefined;
+  const watch = (p: Page) => {
+    p.on('request', (r) => requests.push(r.url()));
+    p.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    p.on('console', (m) => {
+      if (/Content Security Policy|Refused to/i.test(m.text())) problems.push(`console: ${m.text()}`);
+    });
+  };
+  context = await browser.newContext({ viewport: { width: 375, height: 900 } });
+  page = await context.newPage();
+  page.setDefaultTimeout(30_000);
+  watch(page);
+  await signIn(page, cloud);
   const widths: Record<string, number> = {};
   await eachPage(async (name) => {
     widths[name] = await page.evaluate(() => document.documentElement.scrollWidth);
@@ -216,6 +232,13 @@ test('at 375 px wide no page scrolls sideways (panels open)', { skip }, async ()
   await page.getByRole('button', { name: 'Sign in' }).waitFor();
   assert.ok((await page.evaluate(() => document.documentElement.scrollWidth)) <= 375);
   await screenshot(page, 'mobile-375-sign-in');
+  assert.deepEqual(problems, []);
+  const foreign = requests.filter((u) => {
+    const url = new URL(u);
+    return url.origin !== cloud.apiUrl || !(url.pathname === '/' || url.pathname.startsWith('/console/') || url.pathname.startsWith('/v1/'));
+  });
+  assert.deepEqual(foreign, [], 'every request goes to the API origin');
+  assert.ok(requests.some((u) => u.endsWith('/console/app.js')) && requests.some((u) => u.includes('/v1/instances')), requests.join('\n'));
 });
 
 interface AxName {
