@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import type { Stats } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, open, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { Transform } from 'node:stream';
@@ -29,6 +29,8 @@ export interface StaticEntry {
 
 /** Default cap on one uploaded file. */
 export const MAX_STATIC_FILE_BYTES = 512 * 1024 * 1024;
+/** Default cap on all the files of a site together (the same as a restore may unpack). */
+export const MAX_STATIC_SITE_BYTES = 8 * 1024 ** 3;
 
 /**
  * The files of a static appliance under one root directory. Every path a
@@ -39,23 +41,38 @@ export const MAX_STATIC_FILE_BYTES = 512 * 1024 * 1024;
 export class StaticFiles {
   readonly root: string;
   readonly #maxFileBytes: number;
+  readonly #maxSiteBytes: number;
 
-  constructor(root: string, maxFileBytes = MAX_STATIC_FILE_BYTES) {
+  constructor(root: string, maxFileBytes = MAX_STATIC_FILE_BYTES, maxSiteBytes = MAX_STATIC_SITE_BYTES) {
     this.root = root;
     this.#maxFileBytes = maxFileBytes;
+    this.#maxSiteBytes = maxSiteBytes;
   }
 
-  /** The entry at `path`, or null. Symbolic links are never followed. */
+  /**
+   * The entry at `path`, or null. Symbolic links are never followed: not
+   * the last component (lstat), and not a directory on the way (the real
+   * path of the parent must be the root joined with the parent's path).
+   */
   async entry(path: string): Promise<StaticEntry | null> {
     const rel = normalizePath(path);
     const full = rel === '' ? this.root : join(this.root, rel);
     try {
       const stats = await lstat(full);
       if (!stats.isFile() && !stats.isDirectory()) return null;
+      const parent = dirname(rel);
+      if (parent !== '.' && (await realpath(dirname(full))) !== join(await realpath(this.root), parent)) return null;
       return { path: rel, full, stats };
     } catch {
       return null;
     }
+  }
+
+  /** Bytes of all the files of the site. */
+  async usage(): Promise<number> {
+    let n = 0;
+    for (const f of await this.list()) n += f.size;
+    return n;
   }
 
   /** Children of a directory entry. */
@@ -101,8 +118,10 @@ export class StaticFiles {
       if (!p?.stats.isDirectory()) throw new EphError('CONFLICT', `file path: the directory of /${rel} does not exist`);
     }
     const temp = join(parent, `.eph-upload-${randomBytes(6).toString('hex')}`);
+    // What the site may still take, the file being replaced not counted.
+    const siteLeft = this.#maxSiteBytes - (await this.usage()) + (existing?.stats.size ?? 0);
     try {
-      await pipeline(body, sizeCap(this.#maxFileBytes, rel), createWriteStream(temp, { mode: 0o644 }));
+      await pipeline(body, sizeCap(this.#maxFileBytes, rel, siteLeft, this.#maxSiteBytes), createWriteStream(temp, { mode: 0o644 }));
       // On disk before the answer: an acknowledged upload survives a crash.
       const fh = await open(temp, 'r');
       await fh.sync();
@@ -147,6 +166,42 @@ export class StaticFiles {
     if (existing) await rm(existing.full, { recursive: true, force: true });
     await rename(src.full, join(this.root, dest));
     return { created: !existing };
+  }
+
+  /**
+   * Copies a file or directory (WebDAV COPY) to `to`, whose parent exists
+   * and which does not; `shallow` copies a directory without its members
+   * (Depth: 0). Refused with STORAGE_FULL, before a byte is copied, when
+   * the site would pass its size limit.
+   */
+  async copy(from: string, to: string, shallow: boolean): Promise<void> {
+    const src = await this.entry(from);
+    if (!src) throw new EphError('NOT_FOUND', `/${normalizePath(from)} not found`);
+    const dest = normalizePath(to);
+    if (dest === '' || dest === src.path || dest.startsWith(`${src.path}/`)) throw new EphError('FORBIDDEN', 'cannot copy onto or into itself');
+    const files: StaticEntry[] = [];
+    const dirs: StaticEntry[] = [];
+    const walk = async (e: StaticEntry): Promise<void> => {
+      if (e.stats.isFile()) return void files.push(e);
+      dirs.push(e);
+      if (!shallow) for (const c of await this.children(e)) await walk(c);
+    };
+    await walk(src);
+    const adding = files.reduce((n, f) => n + f.stats.size, 0);
+    if ((await this.usage()) + adding > this.#maxSiteBytes) throw siteFull(this.#maxSiteBytes);
+    const target = (e: StaticEntry): string => join(this.root, dest + e.path.slice(src.path.length));
+    for (const d of dirs) await mkdir(target(d), { mode: 0o755 });
+    for (const f of files) {
+      // Through a temporary name, as uploads: a reader never sees half a file.
+      const temp = join(dirname(target(f)), `.eph-upload-${randomBytes(6).toString('hex')}`);
+      try {
+        await copyFile(f.full, temp);
+        await rename(temp, target(f));
+      } catch (e) {
+        await rm(temp, { force: true });
+        throw e;
+      }
+    }
   }
 
   async #mkdirs(rel: string): Promise<void> {
@@ -195,13 +250,18 @@ export function fileInfo(e: StaticEntry): StaticFileInfo {
   return { path: e.path, size: e.stats.size, etag: etagOf(e.stats), contentType: contentTypeOf(e.path), modifiedAt: Math.floor(e.stats.mtimeMs) };
 }
 
-function sizeCap(limit: number, rel: string): Transform {
+function sizeCap(limit: number, rel: string, siteLeft: number, siteLimit: number): Transform {
   let seen = 0;
   return new Transform({
     transform(chunk: Buffer, _enc, done): void {
       seen += chunk.length;
       if (seen > limit) done(new EphError('ARCHIVE_TOO_LARGE', `file /${rel} is over the ${limit}-byte limit`));
+      else if (seen > siteLeft) done(siteFull(siteLimit));
       else done(null, chunk);
     },
   });
+}
+
+function siteFull(limit: number): EphError {
+  return new EphError('STORAGE_FULL', `the site is over its limit of ${limit} bytes of files`);
 }

@@ -1,6 +1,6 @@
-import { createReadStream } from 'node:fs';
+import type { Stats } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
+import send from 'send';
 import { isEphError } from '../core/errors.ts';
 import { contentTypeOf } from './content-types.ts';
 import type { StaticEntry, StaticFiles } from './static-files.ts';
@@ -9,9 +9,8 @@ import { etagOf } from './static-files.ts';
 /**
  * Serves a static appliance's files over HTTP, read-only: what visitors of
  * `<name>.static.<domain>` get through the gate, and what a tunnel to the
- * appliance reaches. Content types by extension, ETag / If-None-Match and
- * Last-Modified / If-Modified-Since (304), single byte ranges (206, 416),
- * `index.html` for directories.
+ * appliance reaches. Files are sent by {@link serveFile} (the `send`
+ * library: validators, 304, ranges); `index.html` for directories.
  *
  * @example
  * http.createServer((req, res) => site.handle(req, res)).listen(8000)
@@ -50,40 +49,30 @@ export class StaticSite {
   }
 }
 
-/** Sends one file with validators and range support (shared with WebDAV GET). */
-export async function serveFile(req: IncomingMessage, res: ServerResponse, e: StaticEntry): Promise<void> {
-  const size = e.stats.size;
-  const etag = etagOf(e.stats);
-  const lastModified = new Date(Math.floor(e.stats.mtimeMs / 1000) * 1000);
-  const headers: Record<string, string> = {
-    etag,
-    'last-modified': lastModified.toUTCString(),
-    'accept-ranges': 'bytes',
-    'cache-control': 'no-cache',
-    'x-content-type-options': 'nosniff',
-  };
-  if (notModified(req, etag, lastModified)) return end(res, 304, headers);
-  headers['content-type'] = contentTypeOf(e.path);
-  let start = 0;
-  let last = size - 1;
-  let status = 200;
-  const range = req.headers.range;
-  if (range !== undefined && req.method === 'GET' && ifRangeHolds(req, etag, lastModified)) {
-    const r = parseRange(range, size);
-    if (r === 'unsatisfiable') return end(res, 416, { ...headers, 'content-range': `bytes */${size}` });
-    if (r) {
-      [start, last] = r;
-      status = 206;
-      headers['content-range'] = `bytes ${start}-${last}/${size}`;
-    }
-  }
-  headers['content-length'] = String(Math.max(0, last - start + 1));
-  res.writeHead(status, headers);
-  if (req.method === 'HEAD' || size === 0) {
-    res.end();
-    return;
-  }
-  await pipeline(createReadStream(e.full, { start, end: last }), res);
+/**
+ * Sends one file (shared with WebDAV GET and the API) by `send`: ETag and
+ * Last-Modified with If-None-Match / If-Modified-Since (304), If-Match /
+ * If-Unmodified-Since (412), a single byte range with If-Range (206, 416;
+ * several ranges get the whole file), HEAD. The file was found by
+ * StaticFiles (never through a link); our ETag (the one PROPFIND and the
+ * API show) and content type are set before send looks at them.
+ */
+export function serveFile(req: IncomingMessage, res: ServerResponse, e: StaticEntry): Promise<void> {
+  return new Promise<void>((resolve) => {
+    // send percent-decodes the path it is given: encode each segment so that a name like `100%.txt` is itself.
+    const encoded = e.full.split('/').map(encodeURIComponent).join('/');
+    const stream = send(req, encoded, { etag: true, lastModified: true, acceptRanges: true, cacheControl: false, dotfiles: 'allow', index: false });
+    stream.on('headers', (r: ServerResponse, _path: string, stats: Stats) => {
+      r.setHeader('etag', etagOf(stats));
+      r.setHeader('content-type', contentTypeOf(e.path));
+      r.setHeader('cache-control', 'no-cache');
+      r.setHeader('x-content-type-options', 'nosniff');
+    });
+    // No 'error' listener: send answers 404, 412 and 416 itself (with Content-Range: bytes */size on 416).
+    res.once('close', () => resolve());
+    res.once('finish', () => resolve());
+    stream.pipe(res);
+  });
 }
 
 /** The percent-decoded path of a request target, without its query; null when it cannot be decoded. */
@@ -94,50 +83,6 @@ export function requestPath(url: string): string | null {
   } catch {
     return null;
   }
-}
-
-function notModified(req: IncomingMessage, etag: string, lastModified: Date): boolean {
-  const inm = req.headers['if-none-match'];
-  if (inm !== undefined) {
-    // Weak comparison (RFC 9110 §13.1.2): W/ prefixes do not matter here.
-    const bare = etag.replace(/^W\//, '');
-    return inm.trim() === '*' || inm.split(',').some((t) => t.trim().replace(/^W\//, '') === bare);
-  }
-  const ims = req.headers['if-modified-since'];
-  if (ims !== undefined) {
-    const t = Date.parse(ims);
-    return !Number.isNaN(t) && lastModified.getTime() <= t;
-  }
-  return false;
-}
-
-function ifRangeHolds(req: IncomingMessage, etag: string, lastModified: Date): boolean {
-  const raw = req.headers['if-range'];
-  if (raw === undefined) return true;
-  const v = Array.isArray(raw) ? (raw[0] ?? '') : raw;
-  if (v.startsWith('"') || v.startsWith('W/')) return v === etag;
-  const t = Date.parse(v);
-  return !Number.isNaN(t) && t === lastModified.getTime();
-}
-
-/**
- * A single `bytes=` range as [first, last]; null to ignore the header
- * (malformed, or several ranges: serving the whole file is allowed);
- * 'unsatisfiable' when it starts past the end.
- */
-export function parseRange(header: string, size: number): [number, number] | null | 'unsatisfiable' {
-  const m = /^bytes=\s*(\d*)\s*-\s*(\d*)\s*$/.exec(header);
-  if (!m || (m[1] === '' && m[2] === '')) return null;
-  if (m[1] === '') {
-    const n = Number(m[2]);
-    if (n === 0) return 'unsatisfiable';
-    return [Math.max(0, size - n), size - 1];
-  }
-  const first = Number(m[1]);
-  const last = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
-  if (m[2] !== '' && Number(m[2]) < first) return null;
-  if (first >= size) return 'unsatisfiable';
-  return [first, last];
 }
 
 function end(res: ServerResponse, status: number, headers: Record<string, string>, body?: string): void {

@@ -50,7 +50,7 @@ let aSiteHost: string;
 let aRun: string | null = null;
 let tlsPort: number;
 
-type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'OPTIONS' | 'PROPFIND' | 'MKCOL' | 'MOVE';
+type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'OPTIONS' | 'PROPFIND' | 'PROPPATCH' | 'MKCOL' | 'COPY' | 'MOVE' | 'LOCK' | 'UNLOCK';
 interface Answer {
   status: number;
   text: string;
@@ -142,7 +142,7 @@ const publicRoute = (method: Method, path: string): Case => ({ expect: 'public',
 const enc = encodeURIComponent;
 /** A's names B tries to claim: every one must be refused. */
 const aNames = () => [A_ALIAS, A_ROUTE, A_COVERED, aSiteHost, aHost];
-const DAV_METHODS: Method[] = ['GET', 'PUT', 'DELETE', 'OPTIONS', 'PROPFIND', 'MKCOL', 'MOVE'];
+const DAV_METHODS: Method[] = ['GET', 'PUT', 'DELETE', 'OPTIONS', 'PROPFIND', 'PROPPATCH', 'MKCOL', 'COPY', 'MOVE', 'LOCK', 'UNLOCK'];
 
 /** One row per route (METHOD + URL pattern, as the API lists it). */
 function rows(): Record<string, () => Case[]> {
