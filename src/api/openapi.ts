@@ -99,11 +99,15 @@ const DOC = {
       },
       GateCert: {
         type: 'object',
-        description: 'An uploaded certificate (the key is never shown)',
+        description: 'A certificate, uploaded or automatic (ACME); the key is never shown',
         properties: {
           domain: { type: 'string', example: 'www.example.org' },
-          notAfter: { type: 'integer', description: 'Expiry, epoch milliseconds' },
-          expires: { type: 'string', format: 'date-time' },
+          source: { type: 'string', enum: ['uploaded', 'acme'] },
+          status: { type: 'string', enum: ['pending', 'valid', 'renewing', 'failed'], description: 'An upload is valid; an automatic one is pending until first issued' },
+          lastError: { type: 'string', nullable: true, description: "Why the last automatic order failed, in the ACME server's words" },
+          nextAttempt: { type: 'integer', nullable: true, description: 'Automatic: when the next order (renewal or retry) is due, epoch milliseconds' },
+          notAfter: { type: 'integer', nullable: true, description: 'Expiry, epoch milliseconds; null while none was issued' },
+          expires: { type: 'string', format: 'date-time', nullable: true },
           names: { type: 'array', items: { type: 'string' } },
           subject: { type: 'string' },
           issuer: { type: 'string' },
@@ -199,7 +203,14 @@ const DOC = {
         requestBody: json({ type: 'object', required: ['cert', 'key'], properties: { cert: { type: 'string', description: 'PEM chain, leaf first' }, key: { type: 'string', description: 'PEM private key' } } }),
         responses: { 200: ok(ref('GateCert')), ...errors },
       },
-      delete: { summary: 'Delete it: the gate serves its default certificate again', responses: { 200: ok({ type: 'object' }), ...errors } },
+      delete: { summary: 'Delete it (and turn automatic HTTPS off for the domain): the gate serves its default certificate again', responses: { 200: ok({ type: 'object' }), ...errors } },
+    },
+    '/v1/gate/certs/{domain}/acme': {
+      parameters: [{ ...domainParam, description: 'A domain you route (gate route or alias); not a wildcard' }],
+      post: {
+        summary: 'Automatic HTTPS: the cloud orders the certificate from its ACME directory now (HTTP-01, answered by the gate) and renews it; 202 while the order runs, 429 past the orders per hour, 503 when automatic HTTPS is off',
+        responses: { 202: ok(ref('GateCert')), ...errors },
+      },
     },
     '/v1/instances/{host}/config': {
       parameters: [hostParam],
