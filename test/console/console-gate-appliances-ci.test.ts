@@ -4,6 +4,7 @@ import { after, before, test } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { procfileApp, startTestCloud, until, type TestCloud } from '../helpers/cloud.ts';
 import { versionApp } from '../e2e/gate-apps.ts';
+import { onPath } from '../../src/appliances/binaries.ts';
 import { ensureConsoleBuilt, launchChromium, openPage, screenshot, signIn, SKIP_BROWSER } from './console-fixtures.ts';
 
 /**
@@ -14,6 +15,8 @@ import { ensureConsoleBuilt, launchChromium, openPage, screenshot, signIn, SKIP_
  * every control with an accessible name as Chromium computes it.
  */
 const skip = SKIP_BROWSER;
+// Decided before any test runs: without redis-server only the Redis appliance test is skipped.
+const skipRedis = skip || (onPath('redis-server') === null ? 'redis-server is not installed (Debian package redis-server)' : false);
 const PID = process.pid;
 const WWW = `www.shop${PID}.test`;
 const BETA = `beta.shop${PID}.test`;
@@ -129,6 +132,22 @@ test('appliances: create a static site, keep its psk.txt, then the stunnel tab: 
   assert.equal(download, conf, 'the download link works with the session cookie');
   assert.match(await page.getByLabel('eph tunnel command', { exact: true }).innerText(), new RegExp(`EPH_USER=${cloud.alice.id} .*eph tunnel docs --psk psk\\.txt$`));
   await screenshot(page, 'appliance-stunnel');
+});
+
+test('appliances: a Redis appliance created from the console runs, with its endpoint and connection URL', { skip: skipRedis }, async () => {
+  await freshPage();
+  await openPage(page, 'appliances', 'Appliances');
+  await page.getByLabel('Kind', { exact: true }).selectOption('redis');
+  await page.getByLabel('Name', { exact: true }).fill('cache');
+  await page.getByRole('button', { name: 'Create appliance' }).click();
+  await page.getByRole('region', { name: 'psk.txt of cache' }).waitFor({ timeout: 60_000 });
+  const card = page.locator('li[data-appliance="cache"]');
+  await until('the Redis appliance running', async () => (await card.innerText().catch(() => '')).includes('redis · running'), 60_000);
+  const view = (await cloud.api('GET', '/v1/appliances/cache')).json as { public: string; url: string };
+  const text = await card.innerText();
+  assert.ok(text.includes(view.public), `${view.public} in ${text}`);
+  assert.ok(view.url.startsWith('redis://') && text.includes(view.url), `${view.url} in ${text}`);
+  await screenshot(page, 'appliance-redis');
 });
 
 test('CI runs: status, per-test results, steps and the log excerpt', { skip }, async () => {
