@@ -27,15 +27,21 @@ const skip =
       ? 'no cgroup v1 freezer hierarchy mounted (the freezer controller)'
       : false;
 
-/** Counts in memory, tells the gate connection's port, holds `mib` MiB touched, says when it gets SIGTERM. */
+/**
+ * Counts in memory, tells the gate connection's port, holds `mib` MiB
+ * touched, holds streams open until /end-streams, says when it gets SIGTERM.
+ */
 const app = (mib = 0): string => `
 import http from 'node:http';
 const held = Buffer.alloc(${mib} * 2 ** 20, 1);
+const streams = new Set();
 let counter = 0;
 const server = http.createServer((req, res) => {
   if (req.url === '/inc') return res.end(String(++counter));
   if (req.url === '/port') return res.end(String(req.socket.remotePort));
   if (req.url === '/held') return res.end(String(held.length));
+  if (req.url === '/stream') { res.writeHead(200); res.write('open\\n'); streams.add(res); return; }
+  if (req.url === '/end-streams') { for (const r of streams) r.end(); streams.clear(); }
   res.end('ok');
 });
 // Longer than the test: the gate's pooled connection is closed by neither side while the app is frozen.
@@ -50,7 +56,7 @@ let zip: Buffer;
 before(async () => {
   if (skip) return;
   cloud = await startTestCloud(
-    { warmIdleTimeout: '1s', idleTimeout: '30m', warmMemory: '320MiB' },
+    { warmIdleTimeout: '1s', idleTimeout: '30m', warmMemory: '440MiB' },
     { reapIntervalMs: 100, upstreamIdleMs: 10 * 60_000, driverOptions: driverIsolation('w') },
   );
   zip = await procfileApp(app());
@@ -71,6 +77,22 @@ async function compatRunning(c: TestCloud, h: string, user?: TestUser): Promise<
   return body.isRunning as boolean;
 }
 
+/**
+ * Holds a stream open through the gate: an instance with an open connection
+ * is never frozen, so what is checked meanwhile cannot race the reaper (the
+ * warm idle timeout here is 1 s). Answers a function that ends it.
+ */
+async function keepAwake(c: TestCloud, h: string): Promise<() => Promise<void>> {
+  const r = await request(`${c.gateUrl}/stream`, { headers: { host: h } });
+  assert.equal(r.statusCode, 200);
+  const reader = r.body[Symbol.asyncIterator]();
+  assert.equal(String((await reader.next()).value), 'open\n');
+  return async () => {
+    assert.equal((await c.visit(h, '/end-streams')).body, 'ok');
+    while (!(await reader.next()).done);
+  };
+}
+
 const untilState = (c: TestCloud, h: string, state: string, user?: TestUser): Promise<boolean> =>
   until(`${h} to be ${state}`, async () => (await v1State(c, h, user)) === state, 60_000, 50);
 
@@ -78,8 +100,10 @@ test('an idle instance is frozen: /v1, eph ls and the compat API say so; the nex
   const h = await cloud.publish(zip);
   assert.equal((await cloud.visit(h, '/inc')).body, '1');
   assert.equal((await cloud.visit(h, '/inc')).body, '2');
+  let release = await keepAwake(cloud, h);
   assert.equal(await v1State(cloud, h), 'running');
   assert.equal(await compatRunning(cloud, h), true);
+  await release();
   await untilState(cloud, h, 'frozen');
   assert.equal(await compatRunning(cloud, h), false, 'isRunning is false for a frozen instance');
   const env = { EPH_URL: cloud.apiUrl, EPH_USER: cloud.alice.id, EPH_TOKEN: cloud.alice.token };
@@ -93,8 +117,10 @@ test('an idle instance is frozen: /v1, eph ls and the compat API say so; the nex
   const r = await cloud.visit(h, '/inc');
   assert.equal(r.status, 200);
   assert.equal(r.body, '3', 'the counter in the app memory survived the freeze');
+  release = await keepAwake(cloud, h);
   assert.equal(await v1State(cloud, h), 'running');
   assert.equal(await compatRunning(cloud, h), true);
+  await release();
   // One process for the whole story: the thaw started nothing.
   const launches = readFileSync(cloud.instances.logFile(h), 'utf8').split('\n').filter((l) => / starting (in namespace|on 127\.0\.0\.1)/.test(l));
   assert.equal(launches.length, 1);
@@ -120,13 +146,14 @@ test('a thaw obeys the running quota like a start: refused while another instanc
   const b = await cloud.publish(zip, { user: bob });
   assert.equal((await cloud.visit(a, '/inc')).body, '1');
   await untilState(cloud, a, 'frozen', bob);
-  // The frozen instance is asleep for the quota: another one may start.
-  assert.equal((await cloud.visit(b, '/')).status, 200);
+  // The frozen instance is asleep for the quota: another one may start (held awake by an open stream).
+  const release = await keepAwake(cloud, b);
   assert.equal(await v1State(cloud, b, bob), 'running');
   const refused = await cloud.visit(a, '/inc');
   assert.equal(refused.status, 503, refused.body);
   assert.ok(refused.headers['retry-after'], 'Retry-After is set');
   assert.equal(await v1State(cloud, a, bob), 'frozen', 'the refused instance stays frozen');
+  await release();
   await cloud.instances.stop(b);
   const served = await cloud.visit(a, '/inc');
   assert.equal(served.status, 200);
@@ -135,11 +162,11 @@ test('a thaw obeys the running quota like a start: refused while another instanc
 });
 
 test('past --warm-memory the least recently used frozen instance is stopped; the other stays frozen', { skip, timeout: 120_000 }, async () => {
-  // Each holds 192 MiB: one frozen fits the 320 MiB budget, two do not.
-  const big = await procfileApp(app(192));
+  // Each holds 256 MiB (plus the runtime's own): one frozen fits the 440 MiB budget, two do not.
+  const big = await procfileApp(app(256));
   const older = await cloud.publish(big);
   const newer = await cloud.publish(big);
-  assert.equal((await cloud.visit(older, '/held')).body, String(192 * 2 ** 20));
+  assert.equal((await cloud.visit(older, '/held')).body, String(256 * 2 ** 20));
   await untilState(cloud, older, 'frozen');
   assert.equal((await cloud.visit(newer, '/inc')).body, '1');
   await untilState(cloud, newer, 'frozen');
@@ -171,27 +198,12 @@ test('idle past the idle timeout, a frozen instance is stopped (thawed first: it
 });
 
 test('an open stream keeps an instance awake past the warm idle timeout; it is frozen once the stream ends', { skip, timeout: 120_000 }, async () => {
-  const streamer = await procfileApp(`
-import http from 'node:http';
-const open = new Set();
-http.createServer((req, res) => {
-  if (req.url === '/stream') { res.writeHead(200, { 'content-type': 'text/plain' }); res.write('open\\n'); open.add(res); return; }
-  if (req.url === '/end-streams') { for (const s of open) s.end('bye\\n'); open.clear(); }
-  res.end('ok');
-}).listen(Number(process.env.PORT));
-`);
-  const h = await cloud.publish(streamer);
-  const r = await request(`${cloud.gateUrl}/stream`, { headers: { host: h } });
-  assert.equal(r.statusCode, 200);
-  const reader = r.body[Symbol.asyncIterator]();
-  assert.equal(String((await reader.next()).value), 'open\n');
+  const h = await cloud.publish(zip);
+  const release = await keepAwake(cloud, h);
   // Not a synchronisation: three warm idle timeouts, during which an idle instance would have been frozen.
   await new Promise((res) => setTimeout(res, 3000));
   assert.equal(await v1State(cloud, h), 'running', 'an open connection keeps it awake');
-  assert.equal((await cloud.visit(h, '/end-streams')).body, 'ok');
-  let rest = '';
-  for (let next = await reader.next(); !next.done; next = await reader.next()) rest += String(next.value);
-  assert.equal(rest, 'bye\n');
+  await release();
   await untilState(cloud, h, 'frozen');
   assert.equal((await cloud.visit(h, '/')).body, 'ok');
   await cloud.instances.stop(h);
