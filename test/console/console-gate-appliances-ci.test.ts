@@ -31,7 +31,8 @@ let v2: string;
 before(async () => {
   if (skip) return;
   ensureConsoleBuilt();
-  cloud = await startTestCloud();
+  // A loaded CI machine may take long to wake an instance: the health gate waits generously.
+  cloud = await startTestCloud({}, { healthTimeoutMs: 90_000 });
   [v1, v2] = await Promise.all([cloud.publish(await versionApp('v1'), { name: 'shop-v1.zip' }), cloud.publish(await versionApp('v2'), { name: 'shop-v2.zip' })]);
   browser = await launchChromium();
 });
@@ -62,7 +63,7 @@ test('gate: map two domains, promote beta → www in one click, roll back in one
     await page.getByLabel('Domain', { exact: true }).fill(domain);
     await page.getByLabel('Instance', { exact: true }).selectOption(host);
     await page.getByRole('button', { name: 'Map', exact: true }).click();
-    await until(`${domain} → ${host} on the page`, async () => (await page.locator(`li[data-domain="${domain}"]`).count()) === 1 && (await targetsOn(domain)).includes(host), 60_000);
+    await until(`${domain} → ${host} on the page`, async () => (await page.locator(`li[data-domain="${domain}"]`).count()) === 1 && (await targetsOn(domain)).includes(host), 120_000);
   }
   assert.equal((await cloud.visit(WWW)).body, 'v1');
   assert.equal((await cloud.visit(BETA)).body, 'v2');
@@ -71,13 +72,13 @@ test('gate: map two domains, promote beta → www in one click, roll back in one
   assert.equal(await page.getByLabel('From', { exact: true }).inputValue(), BETA);
   assert.equal(await page.getByLabel('To', { exact: true }).inputValue(), WWW);
   await page.getByRole('button', { name: 'Promote', exact: true }).click();
-  await until('www to show v2', async () => (await targetsOn(WWW)).includes(v2), 60_000);
+  await until('www to show v2', async () => (await targetsOn(WWW)).includes(v2), 120_000);
   assert.equal((await cloud.visit(WWW)).body, 'v2', 'the gate serves what beta served');
   await screenshot(page, 'gate-promoted');
 
   // Roll back: one click.
   await page.getByRole('button', { name: `Roll back ${WWW}` }).click();
-  await until('www to show v1 again', async () => (await targetsOn(WWW)).includes(v1), 60_000);
+  await until('www to show v1 again', async () => (await targetsOn(WWW)).includes(v1), 120_000);
   assert.equal((await cloud.visit(WWW)).body, 'v1');
 
   // History: one click, as the API records it.
