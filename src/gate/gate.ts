@@ -2,7 +2,9 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { AcmeChallengeAnswers } from './acme-challenge.ts';
 import type { GateBackend } from './backend.ts';
-import { ClientConn, type AccessLogger, type GateContext } from './client-conn.ts';
+import { ClientConn } from './client-conn.ts';
+import { metricsAndAccessLog, type AccessLogger } from './exchange-observer.ts';
+import type { GateContext } from './gate-context.ts';
 import { GateMetrics } from './metrics.ts';
 import type { RoutingTable } from './routing-table.ts';
 import { tlsServerOptions, type GateTlsOptions } from './tls.ts';
@@ -82,6 +84,7 @@ export function createGate(opts: GateOptions): Gate {
     wakes: new WakeQueue(opts.backend, metrics),
     metrics,
     logger: opts.logger ?? null,
+    observer: metricsAndAccessLog(metrics, opts.logger ?? null),
     wakeHtmlAfterMs: opts.wakeHtmlAfterMs ?? 2000,
     maxHeaderBytes: opts.maxHeaderBytes ?? 16 * 1024,
     headersTimeoutMs: opts.headersTimeoutMs ?? 10_000,

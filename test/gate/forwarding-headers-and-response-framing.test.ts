@@ -12,7 +12,7 @@ import { once } from 'node:events';
 import { connect, createServer } from 'node:net';
 import { after, before, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
-import { forwardingHead } from '../../src/gate/client-conn.ts';
+import { forwardingHead } from '../../src/gate/forward-heads.ts';
 import { createGate, type Gate } from '../../src/gate/gate.ts';
 import { RoutingTable } from '../../src/gate/routing-table.ts';
 import { selfSignedCert } from '../../src/gate/tls.ts';

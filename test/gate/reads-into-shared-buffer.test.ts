@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
-import { readIntoSharedBuffer } from '../../src/gate/client-conn.ts';
+import { readIntoSharedBuffer } from '../../src/gate/read-into-shared-buffer.ts';
 import { H1, readUntil, startApp, startGate, until, type App, type TestGate } from './gate.fixtures.ts';
 
 let echo: App;
