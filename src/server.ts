@@ -222,6 +222,7 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     clock,
     log,
     attachedIdentities: (userId, name) => attachments?.identities(userId, name),
+    onRemoved: async (userId, name) => attachments?.applianceRemoved(userId, name),
   });
   configVars = new ConfigVarService({ store, box: secretBox, instances, users, clock });
   attachments = new AttachmentService({

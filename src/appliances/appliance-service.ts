@@ -49,6 +49,8 @@ export interface ApplianceServiceOptions {
    * a psk.txt does not revoke an attachment.
    */
   attachedIdentities?: (userId: string, name: string) => ReadonlyMap<string, string> | undefined;
+  /** Told after an appliance is deleted, so that its attachments go with it. */
+  onRemoved?: (userId: string, name: string) => Promise<void>;
 }
 
 /** What attaching an appliance to an instance needs to know of it. */
@@ -236,6 +238,7 @@ export class ApplianceService {
       this.#sites.delete(keyOf(rec.userId, rec.name));
       if (rec.kind === 'static') this.#staticOwners.delete(rec.name);
     });
+    await this.#o.onRemoved?.(user.id, name);
   }
 
   /** The appliance's data as a stream: SQL (pg_dump), an RDB file, a .tar.gz of the files. */

@@ -168,6 +168,15 @@ export class AttachmentService {
     return out;
   }
 
+  /** The appliance was deleted: its attachments, their config vars and identities go with it. */
+  async applianceRemoved(userId: string, appliance: string): Promise<void> {
+    for (const a of await this.#o.store.listAttachments()) {
+      if (a.userId !== userId || a.appliance !== appliance) continue;
+      await this.#o.configVars.exclusive(a.hostname, () => this.#o.store.deleteAttachment(a.hostname, a.appliance));
+      this.#forget(a);
+    }
+  }
+
   /** The instance was deleted (its rows with it): its identities stop working now. */
   instanceRemoved(hostname: string): void {
     for (const a of this.#byHost.get(hostname) ?? []) this.#forget({ ...a, hostname });

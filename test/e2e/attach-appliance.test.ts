@@ -199,6 +199,27 @@ test("deleting an instance revokes its attachments' identities at once", { skip:
   assert.deepEqual(await cloud.attachments.tunnelsOf(other), []);
 });
 
+test('deleting an appliance deletes its attachments, their config vars and identities', { skip: NO_STUNNEL }, async () => {
+  const name = `gone${PID}`;
+  await create('static', name);
+  const r = await attach(A, host, name, { as: 'GONE_URL' });
+  assert.equal(r.status, 201, r.text);
+  const [tunnel] = (await cloud.attachments.tunnelsOf(host)).filter((t) => t.name === name);
+  assert.ok(tunnel);
+  assert.equal(await handshake(tunnel), true);
+  const rm = await cloud.api('DELETE', `/v1/appliances/${name}`, { user: A });
+  assert.ok(rm.status < 300, rm.text);
+  const listed = await cloud.api('GET', `/v1/instances/${host}/attachments`, { user: A });
+  assert.deepEqual((listed.json as { attachments: Array<{ appliance: string }> }).attachments.map((a) => a.appliance).filter((a) => a === name), []);
+  const cfg = await cloud.api('GET', `/v1/instances/${host}/config`, { user: A });
+  assert.equal((cfg.json as { vars: Array<{ name: string }> }).vars.some((v) => v.name === 'GONE_URL'), false);
+  // Made again under the same name: the old attachment's identity is not among its identities.
+  await create('static', name);
+  const again = (await cloud.store.getAppliance(A.id, name))!;
+  assert.equal(await handshake({ ...tunnel, endpointPort: again.publicPort }), false);
+  assert.equal(cloud.attachments.identities(A.id, name), undefined);
+});
+
 test('with endpoints on loopback only, instances in namespaces cannot reach them: attach is refused saying what to change', { skip: NO_NETNS ?? false }, async () => {
   const local = await startTestCloud();
   try {
