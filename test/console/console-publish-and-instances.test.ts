@@ -248,3 +248,25 @@ test('delete asks for confirmation first; Cancel keeps the instance, "Yes, delet
   await page.locator(`li[data-host="${host}"]`).waitFor({ state: 'detached' });
   assert.equal((await cloud.api('GET', `/v1/instances/${host}`)).status, 404);
 });
+
+test('by keyboard alone: Tab reaches an asleep instance\'s Wake button, Enter wakes it; focus is visible', { skip }, async () => {
+  const host = await cloud.publish(await versionApp('keyboard'), { name: 'keyboard.zip' });
+  assert.equal((await cloud.api('POST', `/v1/instances/${host}/stop`)).status, 200);
+  await freshPage();
+  await signIn(page, cloud);
+  const state = page.locator(`li[data-host="${host}"] [data-state]`);
+  await until('the card to show asleep', async () => (await state.getAttribute('data-state')) === 'asleep', 30_000);
+  await page.locator('body').focus();
+  let tabs = 0;
+  const target = `Wake ${host}`;
+  while (tabs < 200 && (await page.evaluate(() => document.activeElement?.getAttribute('aria-label') ?? ''))!== target) {
+    await page.keyboard.press('Tab');
+    tabs++;
+  }
+  assert.ok(tabs < 200, `${target} not reached by Tab`);
+  const outline = await page.evaluate(() => getComputedStyle(document.activeElement!).outlineStyle);
+  assert.notEqual(outline, 'none', 'the focused control shows a focus ring');
+  await page.keyboard.press('Enter');
+  await until('the card to show running', async () => (await state.getAttribute('data-state')) === 'running', 60_000);
+  assert.equal((await cloud.visit(host)).body, 'keyboard');
+});
