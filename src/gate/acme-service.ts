@@ -93,7 +93,10 @@ export class AcmeService {
   readonly #inFlight = new Map<string, Promise<void>>();
   #client: Promise<Client> | null = null;
   #timer: NodeJS.Timeout | null = null;
-  #checking: Promise<void> | null = null;
+  /** The pass looking for due domains (it starts their orders), while it runs. */
+  #pass: Promise<Promise<void>[]> | null = null;
+  /** A check was asked for during a pass: look again before it ends (a domain mapped meanwhile). */
+  #again = false;
   #closed = false;
 
   /** What the gate asks for `/.well-known/acme-challenge/<token>`. */
@@ -179,10 +182,21 @@ export class AcmeService {
    * orders have finished.
    */
   checkNow(): Promise<void> {
-    this.#checking ??= this.#check().finally(() => {
-      this.#checking = null;
-    });
-    return this.#checking;
+    this.#again = true;
+    this.#pass ??= (async () => {
+      const orders: Promise<void>[] = [];
+      try {
+        while (this.#again) {
+          this.#again = false;
+          orders.push(...(await this.#startDue()));
+        }
+      } finally {
+        // No await between the last look at #again and this: a later ask starts a new pass.
+        this.#pass = null;
+      }
+      return orders;
+    })();
+    return this.#pass.then((orders) => Promise.all(orders)).then(() => {});
   }
 
   /** Resolves when the order in flight for `domain` (if any) has finished. */
@@ -212,7 +226,8 @@ export class AcmeService {
     this.#timer.unref();
   }
 
-  async #check(): Promise<void> {
+  /** Starts the orders that are due; answers them (running in the background). */
+  async #startDue(): Promise<Promise<void>[]> {
     const now = this.#clock.now();
     if (this.#settings.byDefault) await this.#addDefaults(now);
     const started: Promise<void>[] = [];
@@ -228,7 +243,7 @@ export class AcmeService {
       this.#order(a);
       started.push(this.#inFlight.get(a.domain)!);
     }
-    await Promise.all(started);
+    return started;
   }
 
   /** `byDefault`: mapped domains with no certificate and no automatic entry get one. */

@@ -79,7 +79,8 @@ const toCert = (r: Row<'gate_certs'>): StoredCert => ({
   key: r.key,
   notAfter: Number(r.not_after),
   updatedAt: Number(r.updated_at),
-  source: r.source === 'acme' ? 'acme' : 'uploaded',
+  // Only an automatic certificate says so: an upload reads as before the column existed.
+  ...(r.source === 'acme' ? { source: 'acme' as const } : {}),
 });
 
 const toAcmeDomain = (r: Row<'acme_domains'>): AcmeDomain => ({

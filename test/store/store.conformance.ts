@@ -134,6 +134,36 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
     assert.equal((await s.listCerts()).length, 1);
   });
 
+  test(`${name}: automatic HTTPS: domains per user, a certificate installed with its status at once, challenges expire, the account`, async (t) => {
+    const s = await makeStore();
+    t.after(() => s.close());
+    await s.createUser(user('u1'));
+    await s.createUser(user('u2'));
+    const a = { domain: 'www.example.org', userId: 'u1', status: 'pending' as const, lastError: null, failures: 0, nextAt: 1_700_000_000_000, updatedAt: 1_700_000_000_000 };
+    await s.putAcmeDomain(a);
+    await s.putAcmeDomain({ ...a, domain: 'shop.example.net', userId: 'u2', status: 'failed', lastError: 'order failed: refused', failures: 2 });
+    assert.deepEqual(await s.getAcmeDomain('www.example.org'), a);
+    assert.deepEqual((await s.listAcmeDomains('u2')).map((x) => [x.domain, x.status, x.lastError, x.failures]), [['shop.example.net', 'failed', 'order failed: refused', 2]]);
+    const c = { domain: 'www.example.org', userId: 'u1', cert: 'CERT-PEM', key: 'KEY-PEM', notAfter: 1_900_000_000_000, updatedAt: 1_700_000_000_001 };
+    await s.saveAcmeIssued(c, { ...a, status: 'valid', nextAt: 1_800_000_000_000 });
+    assert.deepEqual(await s.getCert('www.example.org'), { ...c, source: 'acme' });
+    assert.equal((await s.getAcmeDomain('www.example.org'))?.status, 'valid');
+    await s.deleteAcmeDomain('www.example.org');
+    assert.deepEqual((await s.listAcmeDomains()).map((x) => x.domain), ['shop.example.net']);
+    await s.putAcmeChallenge({ token: 'old', keyAuthorization: 'old.k', expiresAt: 100 });
+    await s.putAcmeChallenge({ token: 'tok', keyAuthorization: 'tok.k', expiresAt: 1_000 });
+    await s.putAcmeChallenge({ token: 'next', keyAuthorization: 'next.k', expiresAt: 1_000 });
+    assert.deepEqual(await s.getAcmeChallenge('tok'), { token: 'tok', keyAuthorization: 'tok.k', expiresAt: 1_000 });
+    await s.deleteAcmeChallenge('tok', 500);
+    assert.equal(await s.getAcmeChallenge('tok'), null);
+    assert.equal(await s.getAcmeChallenge('old'), null, 'expired ones go too');
+    assert.equal((await s.getAcmeChallenge('next'))?.keyAuthorization, 'next.k');
+    assert.equal(await s.getAcmeAccount('https://acme.example/dir'), null);
+    await s.putAcmeAccount({ directory: 'https://acme.example/dir', sealedKey: 'v1:sealed', url: null });
+    await s.putAcmeAccount({ directory: 'https://acme.example/dir', sealedKey: 'v1:sealed', url: 'https://acme.example/acct/1' });
+    assert.deepEqual(await s.getAcmeAccount('https://acme.example/dir'), { directory: 'https://acme.example/dir', sealedKey: 'v1:sealed', url: 'https://acme.example/acct/1' });
+  });
+
   test(`${name}: config vars change several at once, per instance, and go with the instance`, async (t) => {
     const s = await makeStore();
     t.after(() => s.close());
