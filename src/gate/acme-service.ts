@@ -8,7 +8,7 @@ import { AcmeOrderLimit } from './acme-order-limit.ts';
 import type { AcmeDomain, AcmeStatus, AcmeStore } from './acme-store.ts';
 import { certFacts, checkCertPair } from './cert-check.ts';
 import type { CertService, CertView, DomainHolders } from './cert-service.ts';
-import type { CertStore } from './cert-store.ts';
+import type { CertStore } from '../store/cert-store.ts';
 
 /** Let's Encrypt's production directory: the default when automatic HTTPS is on. */
 export const LETS_ENCRYPT_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';

@@ -1,4 +1,4 @@
-import type { StoredCert } from './cert-store.ts';
+import type { StoredCert } from '../store/cert-store.ts';
 
 /** Where a domain's automatic certificate stands. */
 export type AcmeStatus = 'pending' | 'valid' | 'failed' | 'renewing';

@@ -5,7 +5,7 @@ import { normalizeHost } from '../core/ids.ts';
 import type { GateRoute, Instance } from '../core/types.ts';
 import { certFacts, checkCertPair } from './cert-check.ts';
 import type { AcmeDomain, AcmeStatus, AcmeStore } from './acme-store.ts';
-import type { CertStore, StoredCert } from './cert-store.ts';
+import type { CertStore, StoredCert } from '../store/cert-store.ts';
 
 /** Who holds a domain on this cloud: a gate route or an instance alias. */
 export interface DomainHolders {

@@ -7,7 +7,7 @@ import type { GateRoute, GateTarget, RouteChange } from '../core/types.ts';
 import type { GateBackend } from './backend.ts';
 import { HttpHealthCheck, type HealthCheck } from './health-check.ts';
 import type { RoutingTable } from './routing-table.ts';
-import type { RouteStore } from './route-store.ts';
+import type { RouteStore } from '../store/route-store.ts';
 
 /** Who owns an instance; the instance service answers it. */
 export interface InstanceOwners {

@@ -1,6 +1,6 @@
 import { EphError } from '../core/errors.ts';
 import type { GateRoute, GateTarget, Instance } from '../core/types.ts';
-import type { StoredCert } from '../gate/cert-store.ts';
+import type { StoredCert } from '../store/cert-store.ts';
 import type { RoutingTable } from '../gate/routing-table.ts';
 import type { DomainVerifier } from './domain-verifier.ts';
 import { checkClaimableName, normalizeName, parentOf } from './public-name.ts';

@@ -5,7 +5,7 @@ import type { InstancePatch, Store } from './store.ts';
 import type { Tables } from './schema.ts';
 import { migrate } from './migrations.ts';
 import { SqlLeases, type LeaseOutcome, type LeaseRecord, type LeaseRequest } from './lease-store.ts';
-import type { StoredCert } from '../gate/cert-store.ts';
+import type { StoredCert } from './cert-store.ts';
 import type { AcmeAccount, AcmeChallenge, AcmeDomain, AcmeStatus } from '../gate/acme-store.ts';
 import type { CiRun } from '../ci/ci-run.ts';
 import type { AttachmentRecord, ConfigVarRecord } from './config-var-store.ts';

@@ -1,6 +1,6 @@
 import type { ApplianceRecord, ImageRecord, Instance, User } from '../core/types.ts';
-import type { RouteStore } from '../gate/route-store.ts';
-import type { CertStore } from '../gate/cert-store.ts';
+import type { RouteStore } from './route-store.ts';
+import type { CertStore } from './cert-store.ts';
 import type { AcmeStore } from '../gate/acme-store.ts';
 import type { CiRunStore } from '../ci/ci-run.ts';
 import type { ConfigVarStore } from './config-var-store.ts';

@@ -5,7 +5,7 @@ import { createServer, type TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { checkCertPair } from '../../src/gate/cert-check.ts';
 import { CertService, type DomainHolders } from '../../src/gate/cert-service.ts';
-import type { CertStore, StoredCert } from '../../src/gate/cert-store.ts';
+import type { CertStore, StoredCert } from '../../src/store/cert-store.ts';
 import { tlsServerOptions, selfSignedCert } from '../../src/gate/tls.ts';
 import { makeTestCa, type Issued, type TestCa } from '../helpers/certs.ts';
 

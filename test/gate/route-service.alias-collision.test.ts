@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { RouteService } from '../../src/gate/route-service.ts';
-import { MemoryRouteStore } from '../../src/gate/route-store.ts';
+import { MemoryRouteStore } from '../../src/store/route-store.ts';
 import { RoutingTable } from '../../src/gate/routing-table.ts';
 import { answering, startUpstream, TestInstances, type Upstream } from './route-service.fixtures.ts';
 

@@ -4,7 +4,7 @@ import { EphError } from '../../src/core/errors.ts';
 import type { GateRoute } from '../../src/core/types.ts';
 import { HttpHealthCheck } from '../../src/gate/health-check.ts';
 import { RouteService } from '../../src/gate/route-service.ts';
-import { MemoryRouteStore } from '../../src/gate/route-store.ts';
+import { MemoryRouteStore } from '../../src/store/route-store.ts';
 import { RoutingTable } from '../../src/gate/routing-table.ts';
 import { answering, broken, startUpstream, TestInstances, type Upstream } from './route-service.fixtures.ts';
 

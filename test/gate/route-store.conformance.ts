@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import type { GateRoute, GateTarget, RouteChange } from '../../src/core/types.ts';
-import type { RouteStore } from '../../src/gate/route-store.ts';
+import type { RouteStore } from '../../src/store/route-store.ts';
 
 export type ClosableRouteStore = RouteStore & { close(): Promise<void> };
 

@@ -14,7 +14,7 @@ import { Pool } from 'undici';
 import type { HostPort } from '../../src/core/config.ts';
 import { createGate } from '../../src/gate/gate.ts';
 import { RouteService } from '../../src/gate/route-service.ts';
-import { MemoryRouteStore } from '../../src/gate/route-store.ts';
+import { MemoryRouteStore } from '../../src/store/route-store.ts';
 import { RoutingTable } from '../../src/gate/routing-table.ts';
 import { TestInstances } from './route-service.fixtures.ts';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { GateRoute, Instance } from '../../src/core/types.ts';
-import type { StoredCert } from '../../src/gate/cert-store.ts';
+import type { StoredCert } from '../../src/store/cert-store.ts';
 import { RoutingTable } from '../../src/gate/routing-table.ts';
 import { NameRegistry, type NameStore } from '../../src/services/names.ts';
 import { checkClaimableName, isIpLiteral, normalizeName } from '../../src/services/public-name.ts';
