@@ -41,6 +41,8 @@ import { attachmentRoutes } from './api/v1-attachments.ts';
 import { sessionRoutes } from './api/session-routes.ts';
 import { consoleRoutes } from './api/console-routes.ts';
 import { Resolver } from 'node:dns/promises';
+import { DEFAULT_LEASE_TTL_MS, LeaseKeeper, loadReplicaId } from './services/leases.ts';
+import { ChangeFeed } from './services/route-notify.ts';
 
 export interface Cloud {
   config: Config;
@@ -72,7 +74,13 @@ export interface Cloud {
   gateTlsUrl: string | null;
   driver: Driver;
   log: Logger;
+  /** Instance leases: the running quota across replicas (docs/cluster.md). */
+  leases: LeaseKeeper;
+  /** Cluster mode (a postgres:// store): other replicas' route, alias and instance changes; null on SQLite. */
+  feed: ChangeFeed | null;
   close(): Promise<void>;
+  /** Tests only: ends like a crash (no lease released, no notification, the instances' processes left to the driver's recovery). */
+  crash(): Promise<void>;
 }
 
 export interface CloudOptions {
@@ -94,6 +102,8 @@ export interface CloudOptions {
   ciReapIntervalMs?: number;
   /** Idle pooled gate connections to instances are closed after this long (default 4 s; tests hold them longer). */
   upstreamIdleMs?: number;
+  /** Instance lease time to live (default EPH_LEASE_TTL, else 15 s): how long a dead replica's instances stay held. */
+  leaseTtlMs?: number;
   /** Automatic HTTPS timings (retry backoff, polling of the directory); tests shorten them. */
   acme?: Pick<AcmeServiceDeps, 'retryBaseMs' | 'retryMaxMs' | 'poll' | 'maxCheckIntervalMs'>;
 }
@@ -118,16 +128,24 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
       ? new (await import('./runtime/swarm/swarm-driver.ts')).SwarmDriver({ stateDir: join(dataDir, 'run') })
       : null;
 
+  // Cluster mode: replicas share one images directory (each its own scratch space in it: renames stay on one file system).
+  const replicaId = await loadReplicaId(dataDir);
+  const imagesDir = config.imagesDir ? resolve(config.imagesDir) : join(dataDir, 'images');
+  if (config.imagesDir) {
+    await mkdir(join(imagesDir, '.tmp', replicaId), { recursive: true });
+    await chmod(imagesDir, 0o711);
+    await chmod(join(imagesDir, '.tmp'), 0o700);
+  }
   const store = await openStore(config.store, dataDir);
   // Outside the store: a copy of the database alone opens no config var.
   const secretBox = await SecretBox.load(config.secretsKeyFile ?? join(dataDir, 'secrets.key'));
   const images = new ImageStore({
-    root: join(dataDir, 'images'),
-    tmpDir: join(dataDir, 'tmp'),
+    root: imagesDir,
+    tmpDir: config.imagesDir ? join(imagesDir, '.tmp', replicaId) : join(dataDir, 'tmp'),
     limits: { maxArchiveBytes: config.maxArchiveBytes, maxUnpackedBytes: config.maxUnpackedBytes, maxEntries: config.maxEntries },
   });
   await images.recover();
-  const driver = opts.driver ?? swarm ?? new ProcessDriver({ prefix: config.netnsPrefix, subnet: config.subnet, egress: config.egress, imageRoot: join(dataDir, 'images'), ...opts.driverOptions, stateDir: join(dataDir, 'run') });
+  const driver = opts.driver ?? swarm ?? new ProcessDriver({ prefix: config.netnsPrefix, subnet: config.subnet, egress: config.egress, imageRoot: imagesDir, ...opts.driverOptions, stateDir: join(dataDir, 'run') });
   const table = new RoutingTable();
   let verifier: DomainVerifier | null = null;
   if (config.verifyDomains) {
@@ -136,6 +154,34 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     verifier = new DomainVerifier({ secret: await loadVerifySecret(join(dataDir, 'verify.key')), resolver });
   }
   const names = new NameRegistry({ table, cloudDomain: config.domain, store, verifier, log: (msg, fields) => log.warn(fields ?? {}, msg) });
+  let instancesRef: InstanceService | null = null;
+  const leases = new LeaseKeeper({
+    store,
+    replicaId,
+    ttlMs: opts.leaseTtlMs ?? config.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
+    clock,
+    onLost: (h) => void instancesRef?.dropLost(h),
+    log: (msg, fields) => log.warn(fields ?? {}, msg),
+  });
+  // Cluster mode: what one replica changes, the others hear within milliseconds (LISTEN/NOTIFY), and reload from the store.
+  let reloads: Promise<void> = Promise.resolve();
+  const feed =
+    store.backend === 'postgres'
+      ? new ChangeFeed({
+          url: config.store,
+          replicaId,
+          send: (channel, payload) => store.notify(channel, payload),
+          // One reload at a time, in arrival order: a later change is never overwritten by an earlier read.
+          onName: (name) => {
+            reloads = reloads.then(() => names.reload(name)).catch((e: unknown) => log.warn({ name, err: e }, 'name reload failed'));
+          },
+          onInstance: (hostname, event) => instancesRef?.onHolderRequest(hostname, event),
+          onResync: () => {
+            reloads = reloads.then(() => names.reloadAll()).catch((e: unknown) => log.warn({ err: e }, 'names reload failed'));
+          },
+          log: (msg, fields) => log.warn(fields ?? {}, msg),
+        })
+      : null;
   // The gate is built before the instances so that they can tell it about starts and stops.
   let gate: ReturnType<typeof createGate> | null = null;
   const users = new UserService(store, config.plans, clock, config.authLimits);
@@ -162,16 +208,28 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
       tunnels: attachments ? await attachments.tunnelsOf(hostname) : [],
     }),
     onRemoved: (hostname) => attachments?.instanceRemoved(hostname),
+    leases,
+    ...(feed ? { tellHolder: (hostname: string, event: 'stop' | 'wake' | 'up' | 'down') => feed.publishInstance(hostname, event) } : {}),
     onRunningChange: (hostname, running) => {
+      feed?.publishInstance(hostname, running ? 'up' : 'down');
       if (!gate) return;
       if (!running) gate.forgetInstance(hostname);
       gate.setRunningInstances(instances.listRunning().length);
     },
     // A frozen instance keeps its pooled connections (they work again after the thaw); it only leaves the running count.
-    onFrozenChange: () => gate?.setRunningInstances(instances.listRunning().length),
+    onFrozenChange: (hostname, frozen) => {
+      // Other replicas' gates stop forwarding to a frozen instance (its sockets would queue): they ask for a thaw instead.
+      if (frozen) feed?.publishInstance(hostname, 'down');
+      gate?.setRunningInstances(instances.listRunning().length);
+    },
     warmMemoryBytes: config.warmMemoryBytes,
   });
+  instancesRef = instances;
   await instances.load();
+  leases.start();
+  // Listening before the names are loaded: a change made meanwhile is heard (and reloaded) rather than missed.
+  await feed?.start();
+  if (feed) names.onChange((name) => feed.publishName(name));
   const backend = new CloudGateBackend(instances, store, names, config.domain);
   const routes = new RouteService({
     store,
@@ -368,9 +426,26 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     gateTlsUrl,
     driver,
     log,
+    leases,
+    feed,
+    async crash() {
+      if (closed) return;
+      closed = true;
+      leases.abandon();
+      reaper.stop();
+      await feed?.close();
+      await ci.close();
+      await api.close();
+      await gate!.close();
+      // The processes end as a dead server's would (killed with it); its leases stay until they expire.
+      await driver.close();
+      await appliances.close();
+      await store.close();
+    },
     async close() {
       if (closed) return;
       closed = true;
+      await feed?.close();
       acme?.close();
       reaper.stop();
       await ci.close();

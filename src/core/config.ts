@@ -51,6 +51,13 @@ export interface Config {
    * start. Kept out of the store: replicas of a cluster must share the same file.
    */
   secretsKeyFile?: string;
+  /**
+   * Cluster mode (docs/cluster.md): a directory of unpacked images shared by
+   * every replica (EPH_IMAGES, e.g. an NFS mount); default `DATA/images`.
+   */
+  imagesDir?: string;
+  /** Cluster mode: time to live of instance leases (EPH_LEASE_TTL, default 15s). */
+  leaseTtlMs?: number;
   /** Automatic HTTPS (docs/gate.md): null when off. */
   acme: AcmeConfig | null;
 }
@@ -232,6 +239,8 @@ export function loadConfig(flags: ConfigInput, env: NodeJS.ProcessEnv = process.
     publicHost: pick('publicHost', 'EPH_PUBLIC_HOST') ?? '127.0.0.1',
     publicBind: pick('publicBind', 'EPH_PUBLIC_BIND') ?? '127.0.0.1',
     accessLog: flags.accessLog ?? env.EPH_ACCESS_LOG === '1',
+    ...(env.EPH_IMAGES ? { imagesDir: env.EPH_IMAGES } : {}),
+    ...(env.EPH_LEASE_TTL ? { leaseTtlMs: parseDuration('EPH_LEASE_TTL', env.EPH_LEASE_TTL) } : {}),
     netnsPrefix: checkPrefix(env.EPH_NETNS_PREFIX ?? 'eph'),
     subnet: env.EPH_SUBNET ?? '10.213.0.0/16',
     egress: parseEgress(pick('egress', 'EPH_EGRESS') ?? 'public'),

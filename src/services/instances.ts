@@ -14,6 +14,9 @@ import type { RoutingTable } from '../gate/routing-table.ts';
 import type { UserService } from './users.ts';
 import { PublishQuota, publishedImageName } from './publish-quota.ts';
 import { NameRegistry, type NameKind } from './names.ts';
+import type { LeaseKeeper } from './leases.ts';
+import type { InstanceEvent } from './route-notify.ts';
+import { parseHostPort } from '../core/config.ts';
 
 /** What the service needs of the image store (src/images). */
 export interface Images {
@@ -56,6 +59,14 @@ export interface InstanceServiceOptions {
   launchSetup?: (hostname: string) => Promise<{ env: Record<string, string>; tunnels: LaunchTunnel[] }>;
   /** Told after an instance is deleted (its config vars and attachments went with it). */
   onRemoved?: (hostname: string, userId: string) => void;
+  /**
+   * Instance leases in the store (src/services/leases.ts): the running quota
+   * across replicas and the lock that starts a wake once. Absent: the quota
+   * is this process's alone (unit tests).
+   */
+  leases?: LeaseKeeper;
+  /** Cluster mode: asks the replica holding an instance to stop or wake it (src/services/route-notify.ts). */
+  tellHolder?: (hostname: string, event: InstanceEvent) => void;
 }
 
 interface Live {
@@ -109,8 +120,10 @@ export class InstanceService implements GateBackend {
   /** Repairs what a crash left (instances marked running with no process) and fills the routing table. */
   async load(): Promise<void> {
     await this.#o.driver.recover();
+    await this.#o.leases?.recover();
     for (const i of await this.#o.store.listInstances()) {
-      if (i.state === 'running' || i.state === 'starting' || i.state === 'frozen') {
+      // Another live replica's instance keeps its state: only this replica's own leftovers are repaired.
+      if ((i.state === 'running' || i.state === 'starting' || i.state === 'frozen') && !(await this.#o.leases?.heldElsewhere(i.hostname))) {
         await this.#o.store.updateInstance(i.hostname, { state: 'asleep', upstream: null });
       }
       this.#names.bindLoaded(i.hostname, { kind: 'instance', userId: i.userId }, [{ hostname: i.hostname, weight: 1 }]);
@@ -118,24 +131,48 @@ export class InstanceService implements GateBackend {
     }
     this.#flushTimer = setInterval(() => void this.flushAccess(), 2000);
     this.#flushTimer.unref();
+    if (this.#o.leases) {
+      this.#pruneTimer = setInterval(() => void this.#pruneRemote(), Math.max(50, Math.floor(this.#o.leases.ttlMs / 3)));
+      this.#pruneTimer.unref();
+    }
   }
 
   async close(): Promise<void> {
     if (this.#flushTimer) clearInterval(this.#flushTimer);
+    if (this.#pruneTimer) clearInterval(this.#pruneTimer);
     await this.flushAccess();
     await this.#o.driver.close();
     for (const [hostname] of this.#live) await this.#o.store.updateInstance(hostname, { state: 'asleep', upstream: null });
     this.#live.clear();
+    this.#remote.clear();
+    await this.#o.leases?.close();
   }
 
   async flushAccess(): Promise<void> {
+    await this.#pushAccess();
+    await this.#pullAccess();
+  }
+
+  async #pushAccess(): Promise<void> {
     if (this.#unflushed.size === 0) return;
     const batch = [...this.#unflushed];
     this.#unflushed.clear();
     for (const hostname of batch) {
       const at = this.#accessAt.get(hostname);
-      if (at !== undefined) await this.#o.store.updateInstance(hostname, { accessAt: at }).catch(() => {});
+      // Raised, never lowered: another replica may have flushed a later access of the same instance.
+      if (at !== undefined) await this.#o.store.raiseAccessAt(hostname, at).catch(() => {});
     }
+  }
+
+  /**
+   * Cluster mode: the idle reaper counts access seen by any replica. Every
+   * flush reads the stored access times of the instances running here and
+   * keeps the newest of the store's and this process's.
+   */
+  async #pullAccess(): Promise<void> {
+    if (!this.#o.leases || this.#o.store.backend !== 'postgres' || this.#live.size === 0) return;
+    const stored = await this.#o.store.accessTimes([...this.#live.keys()]).catch(() => new Map<string, number>());
+    for (const [hostname, at] of stored) if (at > (this.#accessAt.get(hostname) ?? 0)) this.#accessAt.set(hostname, at);
   }
 
   // ---- queries ---------------------------------------------------------
@@ -193,6 +230,8 @@ export class InstanceService implements GateBackend {
     const live = this.#live.get(i.hostname);
     // A flush may still be writing: the newest of memory and store wins.
     const accessAt = Math.max(this.#accessAt.get(i.hostname) ?? 0, i.accessAt);
+    // Cluster mode: an instance another replica runs is as the store says (that replica writes it).
+    if (!live && this.#o.leases && this.#o.store.backend === 'postgres' && i.state !== 'asleep') return { ...i, accessAt };
     if (!live) return { ...i, accessAt, state: i.state === 'failed' ? 'failed' : 'asleep' };
     const state = !live.upstream ? 'starting' : live.warm === 'frozen' && !live.thawing ? 'frozen' : 'running';
     return { ...i, accessAt, state, upstream: live.upstream ? `${live.upstream.host}:${live.upstream.port}` : null };
@@ -320,6 +359,7 @@ export class InstanceService implements GateBackend {
 
   upstream(hostname: string): HostPort | null {
     const live = this.#live.get(hostname);
+    if (live === undefined && this.#remote.size !== 0) return this.#remote.get(hostname)?.upstream ?? null;
     // A frozen (or freezing) instance is woken like an asleep one: the gate calls wake(), which thaws it.
     return live === undefined || live.warm !== null ? null : live.upstream;
   }
@@ -391,7 +431,7 @@ export class InstanceService implements GateBackend {
       unfreezable: false,
     };
     this.#live.set(hostname, entry);
-    entry.starting = this.#boot(i, entry, plan);
+    entry.starting = this.#o.leases ? this.#leasedBoot(i, entry, plan, by, this.#o.leases) : this.#boot(i, entry, plan);
     return entry.starting;
   }
 
@@ -496,6 +536,8 @@ export class InstanceService implements GateBackend {
     if (this.#live.get(hostname) !== live || live.thawing) return false;
     live.warm = 'frozen';
     await this.#o.store.updateInstance(hostname, { state: 'frozen' }).catch(() => {});
+    // Asleep for the quota across replicas too; the lease stays (no other replica starts it meanwhile).
+    await this.#o.leases?.frozen(hostname).catch(() => undefined);
     this.#o.log?.('frozen', { hostname, memoryBytes: live.frozenBytes });
     this.#o.onFrozenChange?.(hostname, true);
     await this.#keepWarmBudget();
@@ -537,7 +579,7 @@ export class InstanceService implements GateBackend {
     if (live.thawing) return live.thawing;
     if (live.warm === null && live.upstream) return live.upstream;
     this.#checkQuota(live.userId, plan, by);
-    const thawing = this.#resume(hostname, live).finally(() => {
+    const thawing = (this.#o.leases ? this.#leasedThaw(hostname, live, plan, by, this.#o.leases) : this.#resume(hostname, live)).finally(() => {
       live.thawing = null;
     });
     live.thawing = thawing;
@@ -567,6 +609,7 @@ export class InstanceService implements GateBackend {
   }
 
   async stop(hostname: string): Promise<void> {
+    if (!this.#live.has(hostname) && (await this.#stopElsewhere(hostname))) return;
     await this.#stopProcess(hostname);
     await this.#o.store.updateInstance(hostname, { state: 'asleep', upstream: null });
   }
@@ -578,6 +621,7 @@ export class InstanceService implements GateBackend {
       live.abort?.abort(new EphError('START_FAILED', 'stopped while starting'));
     }
     await this.#o.driver.stop(hostname);
+    await this.#o.leases?.release(hostname).catch(() => undefined);
     if (live) this.#o.onRunningChange?.(hostname, false);
   }
 
@@ -595,6 +639,7 @@ export class InstanceService implements GateBackend {
     if (!live) return;
     // A crash: the next request restarts it (the gate calls wake), and the log keeps the exit line.
     this.#live.delete(hostname);
+    void this.#o.leases?.release(hostname).catch(() => undefined);
     this.#o.onRunningChange?.(hostname, false);
     void this.#o.store.updateInstance(hostname, { state: 'asleep', upstream: null, lastError: `${why} (crashed; restarts on the next request)` });
     this.#o.log?.('crashed', { hostname, code, signal });
@@ -611,10 +656,161 @@ export class InstanceService implements GateBackend {
     }
   }
 
+  // ---- cluster mode: leases across replicas -----------------------------
+
+  /** Instances another replica runs that this replica's gate forwards to (their address from the store). */
+  readonly #remote = new Map<string, { userId: string; upstream: HostPort; replicaId: string }>();
+  #pruneTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * Forgets forwarded instances whose holder's lease is gone or expired (the
+   * holder died: its address may now be anyone's). The gate then wakes them,
+   * which starts them here.
+   */
+  async #pruneRemote(): Promise<void> {
+    for (const [hostname, r] of [...this.#remote]) {
+      const holder = await this.#o.leases!.heldElsewhere(hostname).catch(() => undefined);
+      if (holder === undefined) continue;
+      if (holder?.replicaId !== r.replicaId && this.#remote.get(hostname) === r) this.#remote.delete(hostname);
+    }
+  }
+
+  /**
+   * A start under the instance's lease: the quota counted over every
+   * replica's leases, and one start across replicas. When another replica
+   * holds the lease this one waits for that replica's instance and forwards
+   * to it; it starts its own only once that lease has expired.
+   */
+  async #leasedBoot(i: Instance, entry: Live, plan: Plan, by: 'api' | 'visitor', leases: LeaseKeeper): Promise<HostPort> {
+    const drop = (): void => {
+      if (this.#live.get(i.hostname) === entry) this.#live.delete(i.hostname);
+    };
+    for (;;) {
+      let r: Awaited<ReturnType<LeaseKeeper['acquire']>>;
+      try {
+        r = await leases.acquire(i.hostname, i.userId, plan.maxRunning);
+      } catch (e) {
+        drop();
+        throw new EphError('UNAVAILABLE', `the store did not answer for the lease of ${i.hostname}: ${e instanceof Error ? e.message : String(e)}`, { retryAfter: 5 });
+      }
+      if (r.ok) {
+        if (this.#live.get(i.hostname) !== entry) {
+          await leases.release(i.hostname).catch(() => undefined);
+          throw new EphError('START_FAILED', 'stopped while starting');
+        }
+        this.#remote.delete(i.hostname);
+        try {
+          return await this.#boot(i, entry, plan);
+        } catch (e) {
+          await leases.release(i.hostname).catch(() => undefined);
+          throw e;
+        }
+      }
+      if (r.reason === 'quota') {
+        drop();
+        throw quotaExceeded(plan, by);
+      }
+      const held = await this.#awaitHolder(i.hostname, entry);
+      if (held) {
+        drop();
+        this.#remote.set(i.hostname, { userId: i.userId, upstream: held.upstream, replicaId: held.replicaId });
+        return held.upstream;
+      }
+    }
+  }
+
+  /**
+   * Waits for the replica holding `hostname`'s lease to have it running at an
+   * address this replica reaches; null when the lease is gone or expired (the
+   * caller takes it then). A holder whose instance is frozen or asleep is
+   * asked to wake it.
+   */
+  async #awaitHolder(hostname: string, entry: Live): Promise<{ upstream: HostPort; replicaId: string } | null> {
+    const deadline = Date.now() + this.#o.wakeTimeoutMs;
+    let asked = false;
+    for (;;) {
+      if (this.#live.get(hostname) !== entry) throw entry.abort?.signal.reason ?? new EphError('START_FAILED', 'stopped while starting');
+      const [holder, inst] = await Promise.all([this.#o.leases!.heldElsewhere(hostname), this.#o.store.getInstance(hostname)]);
+      if (!inst) throw notFound(`instance '${hostname}'`);
+      if (!holder) return null;
+      if (inst.state === 'running' && inst.upstream) {
+        const hp = parseHostPort('upstream', inst.upstream);
+        if (await tryConnect(hp)) return { upstream: hp, replicaId: holder.replicaId };
+      } else if (!asked) {
+        asked = true;
+        this.#o.tellHolder?.(hostname, 'wake');
+      }
+      if (Date.now() > deadline) {
+        throw new EphError(
+          'WAKE_TIMEOUT',
+          `${hostname} runs on replica ${holder.replicaId} at ${inst.upstream ?? '(no address yet)'}, which this replica cannot reach; it is served there, or here once that replica's lease expires`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** A thaw is a start for the quota across replicas too: the lease is counted again, or the thaw is refused. */
+  async #leasedThaw(hostname: string, live: Live, plan: Plan, by: 'api' | 'visitor', leases: LeaseKeeper): Promise<HostPort> {
+    const r = await leases.acquire(hostname, live.userId, plan.maxRunning);
+    if (r.ok) return this.#resume(hostname, live);
+    if (r.reason === 'quota') throw quotaExceeded(plan, by);
+    // The lease was lost (this replica was cut off longer than its time to live): end this copy, follow the holder.
+    live.thawing = null;
+    await this.#stopProcess(hostname);
+    return this.start(hostname, by);
+  }
+
+  /** Told by another replica: stop (its API was asked) or wake (its gate was) an instance this replica runs. */
+  onHolderRequest(hostname: string, event: InstanceEvent): void {
+    if (event === 'up' || event === 'down') {
+      // The holder's instance changed: forward to the address it stores next time.
+      this.#remote.delete(hostname);
+      return;
+    }
+    if (!this.#live.has(hostname)) return;
+    const done = event === 'stop' ? this.stop(hostname) : this.wake(hostname);
+    done.catch((e: unknown) => this.#o.log?.(`${event} asked by another replica failed`, { hostname, reason: e instanceof Error ? e.message : String(e) }));
+  }
+
+  /** A lease this replica held was lost: the instance must not run here any more (another replica may start it). */
+  async dropLost(hostname: string): Promise<void> {
+    const live = this.#live.get(hostname);
+    if (!live) return;
+    this.#live.delete(hostname);
+    live.abort?.abort(new EphError('START_FAILED', 'lease lost'));
+    await this.#o.driver.stop(hostname).catch(() => undefined);
+    this.#o.onRunningChange?.(hostname, false);
+  }
+
+  /**
+   * A stop of an instance another replica runs: that replica is asked and
+   * this one waits (30 s at most) for its lease to go. Answers false when no
+   * other replica holds it (then the stop is local).
+   */
+  async #stopElsewhere(hostname: string): Promise<boolean> {
+    this.#remote.delete(hostname);
+    const leases = this.#o.leases;
+    if (!leases || !this.#o.tellHolder || !(await leases.heldElsewhere(hostname))) return false;
+    this.#o.tellHolder(hostname, 'stop');
+    const deadline = Date.now() + 30_000;
+    while (await leases.heldElsewhere(hostname)) {
+      if (Date.now() > deadline) throw new EphError('UNAVAILABLE', `${hostname} runs on another replica, which did not stop it within 30 s`, { retryAfter: 5 });
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return true;
+  }
+
   /** Points a gate host (the instance's own hostname or its alias) at the instance, through the name registry. */
   #route(host: string, kind: NameKind, userId: string, hostname: string): void {
     this.#names.bind(host, { kind, userId }, [{ hostname, weight: 1 }]);
   }
+}
+
+/** The refusal of a start past the plan's running limit (the gate answers 503 + Retry-After to a visitor). */
+function quotaExceeded(plan: Plan, by: 'api' | 'visitor'): EphError {
+  const msg = `plan '${plan.name}' allows ${plan.maxRunning} running instance${plan.maxRunning === 1 ? '' : 's'}; stop one first`;
+  return new EphError('QUOTA_EXCEEDED', msg, by === 'visitor' ? { retryAfter: 30 } : {});
 }
 
 /** Resolves when `signal` aborts, or after `ms` at the latest. */

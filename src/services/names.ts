@@ -66,6 +66,8 @@ export class NameRegistry {
   readonly #log: NameRegistryDeps['log'];
   readonly #holders = new Map<string, NameHolder>();
   readonly #locks = new Map<string, Promise<void>>();
+  /** Told after every table change made here (not by a reload): cluster mode announces it to the other replicas. */
+  #onChange: ((name: string) => void) | null = null;
 
   constructor(deps: NameRegistryDeps) {
     this.#table = deps.table;
@@ -170,17 +172,65 @@ export class NameRegistry {
     }
     this.#holders.set(name, { kind: holder.kind, userId: holder.userId });
     this.#table.set(name, targets, httpsRedirect);
+    this.#onChange?.(name);
   }
 
   /** Like {@link bind} at start-up: a conflicting stored claim is logged and skipped instead of stopping the cloud. */
   bindLoaded(host: string, holder: NameHolder, targets: GateTarget[], httpsRedirect = false): boolean {
+    // Loading is no change: nothing to announce to other replicas.
+    const announce = this.#onChange;
+    this.#onChange = null;
     try {
       this.bind(host, holder, targets, httpsRedirect);
       return true;
     } catch (e) {
       this.#log?.('stored name not routed: held by another owner', { host, holder, error: (e as Error).message });
       return false;
+    } finally {
+      this.#onChange = announce;
     }
+  }
+
+  /** Registers the one listener of table changes made through this registry (cluster mode: src/services/route-notify.ts). */
+  onChange(listener: (name: string) => void): void {
+    this.#onChange = listener;
+  }
+
+  /**
+   * Cluster mode: another replica changed `host`; re-reads who holds it from
+   * the store (a gate route, else an instance's hostname, else an alias) and
+   * sets or removes the table entry to match, without the ownership checks
+   * (the replica that made the change did them) and without announcing it
+   * again. Static sites are left alone (each replica syncs its appliances).
+   */
+  async reload(host: string): Promise<void> {
+    const name = normalizeName(host);
+    const store = this.#store;
+    if (!name || !store || this.#holders.get(name)?.kind === 'static') return;
+    const route = await store.getRoute(name);
+    const inst = route ? null : await store.findInstance(name);
+    if (route) this.#put(name, { kind: 'route', userId: route.userId }, route.targets, route.httpsRedirect);
+    else if (inst && inst.hostname === name) this.#put(name, { kind: 'instance', userId: inst.userId }, [{ hostname: inst.hostname, weight: 1 }], false);
+    else if (inst && inst.alias === name) this.#put(name, { kind: 'alias', userId: inst.userId }, [{ hostname: inst.hostname, weight: 1 }], false);
+    else if (this.#holders.delete(name)) this.#table.delete(name);
+  }
+
+  /** Every name this replica routes or the store knows, reloaded (after the change feed lost notifications). */
+  async reloadAll(): Promise<void> {
+    const store = this.#store;
+    if (!store) return;
+    const names = new Set(this.#holders.keys());
+    for (const r of await store.listRoutes()) names.add(r.domain);
+    for (const i of await store.listInstances()) {
+      names.add(i.hostname);
+      if (i.alias) names.add(i.alias);
+    }
+    for (const n of names) await this.reload(n);
+  }
+
+  #put(name: string, holder: NameHolder, targets: GateTarget[], httpsRedirect: boolean): void {
+    this.#holders.set(name, holder);
+    this.#table.set(name, targets, httpsRedirect);
   }
 
   /** Removes `host` from the table only when `holder` (same kind, same tenant) holds it. Answers whether it did. */
@@ -191,6 +241,7 @@ export class NameRegistry {
     if (!cur || !sameHolder(cur, holder)) return false;
     this.#holders.delete(name);
     this.#table.delete(name);
+    this.#onChange?.(name);
     return true;
   }
 
