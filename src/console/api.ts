@@ -26,6 +26,8 @@ export interface Instance {
   url: string;
   lastError: string | null;
   imageDigest: string;
+  /** Archive size in bytes, when the API tells it (shown as Size). */
+  imageSize?: number;
 }
 
 export interface GateTarget {

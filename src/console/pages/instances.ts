@@ -7,6 +7,12 @@ import { ActionButton, Facts, Field, NoticeLine, noticeOf, usePolling, When, typ
 const STATE_TEXT: Record<string, string> = { running: 'running', frozen: 'frozen (light sleep)', asleep: 'asleep', starting: 'starting', failed: 'failed' };
 const enc = encodeURIComponent;
 
+function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
 /** Item 2: the instances, kept current by polling every 2 s, with their actions. */
 export function InstancesPage() {
   const { data, error, reload } = usePolling(() => api<{ instances: Instance[] }>('GET', '/v1/instances').then((r) => r.instances), 2000);
@@ -46,6 +52,7 @@ function InstanceCard(props: { inst: Instance; reload: () => Promise<void>; noti
     h(Facts, {
       rows: [
         ['Image', inst.imageName],
+        ...(typeof inst.imageSize === 'number' ? ([['Size', bytes(inst.imageSize)]] as Array<[string, string]>) : []),
         ['Alias', inst.alias ?? '—'],
         ['Last access', h(When, { iso: inst.accessTime })],
         ['Created', h(When, { iso: inst.createdTime })],
