@@ -46,8 +46,8 @@ export class LeaseKeeper {
 
   /** Drops what this replica held in an earlier life (its processes went with it). */
   async recover(): Promise<void> {
-    const n = await this.#o.store.releaseReplicaLeases(this.replicaId);
-    if (n > 0) this.#o.log?.('released the leases of an earlier run of this replica', { count: n });
+    // Quietly: start-up prints nothing before the cloud's own summary (tools read its first line).
+    await this.#o.store.releaseReplicaLeases(this.replicaId);
   }
 
   start(): void {
