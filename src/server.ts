@@ -355,8 +355,10 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
       (app) => {
         applianceRoutes(app, { appliances, authenticate: (req) => authenticate(users, req) });
         // Static sites are routed by the gate: refresh its view after any appliance change.
+        // Not after a file or WebDAV request (a WebDAV client sends hundreds): files change neither routes nor ports.
+        const filesOnly = /^\/v1\/appliances\/[^/?]+\/(dav|files)(\/|\?|$)/;
         app.addHook('onResponse', async (req) => {
-          if (req.method !== 'GET' && req.url.startsWith('/v1/appliances')) {
+          if (req.method !== 'GET' && req.url.startsWith('/v1/appliances') && !filesOnly.test(req.url)) {
             await backend.syncStatic();
             await openAppliancePorts();
           }
