@@ -104,6 +104,15 @@ export class InstanceService implements GateBackend {
   readonly #accessAt = new Map<string, number>();
   /** Instances whose access time changed since the last flush to the store. */
   readonly #unflushed = new Set<string>();
+  /**
+   * Single node: instances that became running or frozen since the last
+   * flush. The store gets their state with the access times, off the wake's
+   * path (a SQLite commit is a synchronous fsync of milliseconds that would
+   * hold the gate's event loop); the live map is the truth meanwhile
+   * (#overlay), and load() resets these states after a crash anyway. With
+   * leases (cluster mode) other replicas read the state, so it is written at once.
+   */
+  readonly #stateUnflushed = new Set<string>();
   #flushTimer: NodeJS.Timeout | null = null;
   /** Per-user plan limits checked at publish (instances, stored bytes). */
   readonly #quota: PublishQuota;
@@ -154,6 +163,22 @@ export class InstanceService implements GateBackend {
   }
 
   async #pushAccess(): Promise<void> {
+    if (this.#stateUnflushed.size > 0) {
+      const states = [...this.#stateUnflushed];
+      this.#stateUnflushed.clear();
+      for (const hostname of states) {
+        // The state as it is now, not when it was marked: a stop or a crash since has written its own.
+        const live = this.#live.get(hostname);
+        if (!live?.upstream) continue;
+        if (live.thawing || live.warm === 'freezing') {
+          // Changing now: the next flush writes where it lands.
+          this.#stateUnflushed.add(hostname);
+          continue;
+        }
+        const state = live.warm === 'frozen' ? 'frozen' : 'running';
+        await this.#o.store.updateInstance(hostname, { state, upstream: `${live.upstream.host}:${live.upstream.port}` }).catch(() => {});
+      }
+    }
     if (this.#unflushed.size === 0) return;
     const batch = [...this.#unflushed];
     this.#unflushed.clear();
@@ -162,6 +187,12 @@ export class InstanceService implements GateBackend {
       // Raised, never lowered: another replica may have flushed a later access of the same instance.
       if (at !== undefined) await this.#o.store.raiseAccessAt(hostname, at).catch(() => {});
     }
+  }
+
+  /** Writes a running or frozen state to the store: at once with leases, else with the next flush (#stateUnflushed). */
+  async #storeLiveState(hostname: string, fields: Partial<Instance>): Promise<void> {
+    if (this.#o.leases) await this.#o.store.updateInstance(hostname, fields);
+    else this.#stateUnflushed.add(hostname);
   }
 
   /**
@@ -455,8 +486,7 @@ export class InstanceService implements GateBackend {
     const started = this.#o.clock.now();
     try {
       // Side by side: a visitor waits for each of these (a wake's path to the spawn).
-      const [, image, , setup] = await Promise.all([
-        this.#o.store.updateInstance(i.hostname, { state: 'starting', lastError: null }),
+      const [image, , setup] = await Promise.all([
         this.#o.store.getImage(i.imageDigest),
         mkdir(this.#o.logDir, { recursive: true }),
         this.#o.launchSetup ? this.#o.launchSetup(i.hostname) : Promise.resolve({ env: {}, tunnels: [] }),
@@ -475,6 +505,8 @@ export class InstanceService implements GateBackend {
         maxLogBytes: this.#o.maxLogBytes,
         ...(plan.limits ? { limits: plan.limits } : {}),
       });
+      // Written while the app boots rather than before the spawn: a SQLite commit is a synchronous fsync.
+      await this.#o.store.updateInstance(i.hostname, { state: 'starting', lastError: null });
       await waitReady(upstream, this.#o.wakeTimeoutMs, entry.abort!.signal);
       if (!this.#o.driver.isRunning(i.hostname)) {
         // Something accepted the connection, but not the app, which has exited: the address of a
@@ -488,7 +520,8 @@ export class InstanceService implements GateBackend {
       entry.abort = null;
       const now = this.#o.clock.now();
       this.#accessAt.set(i.hostname, now);
-      await this.#o.store.updateInstance(i.hostname, { state: 'running', upstream: `${upstream.host}:${upstream.port}`, accessAt: now });
+      this.#unflushed.add(i.hostname);
+      await this.#storeLiveState(i.hostname, { state: 'running', upstream: `${upstream.host}:${upstream.port}`, accessAt: now });
       this.#o.log?.('started', { hostname: i.hostname, ms: now - started });
       this.#o.onRunningChange?.(i.hostname, true);
       return upstream;
@@ -535,7 +568,7 @@ export class InstanceService implements GateBackend {
     live.frozenBytes = (await driver.memoryUsage?.(hostname).catch(() => null)) ?? 0;
     if (this.#live.get(hostname) !== live || live.thawing) return false;
     live.warm = 'frozen';
-    await this.#o.store.updateInstance(hostname, { state: 'frozen' }).catch(() => {});
+    await this.#storeLiveState(hostname, { state: 'frozen' }).catch(() => {});
     // Asleep for the quota across replicas too; the lease stays (no other replica starts it meanwhile).
     await this.#o.leases?.frozen(hostname).catch(() => undefined);
     this.#o.log?.('frozen', { hostname, memoryBytes: live.frozenBytes });
@@ -602,7 +635,7 @@ export class InstanceService implements GateBackend {
     this.touch(hostname);
     if (wasFrozen) {
       // Not awaited: the visitor is waiting, and the overlay shows the live state meanwhile.
-      void this.#o.store.updateInstance(hostname, { state: 'running' }).catch(() => {});
+      void this.#storeLiveState(hostname, { state: 'running' }).catch(() => {});
       this.#o.onFrozenChange?.(hostname, false);
     }
     return live.upstream!;
