@@ -5,7 +5,7 @@
  * handle the visitor's timeouts and close. Start reading here: a request
  * enters at #onRead / #onData → #onHeadBytes → #startExchange, which either
  * answers at once (decisions.ts) or attaches to the instance (upstream-leg.ts)
- * and ends in exchange-state.ts (#finish, #answer, #failExchange).
+ * and ends in exchange-state.ts (finish, answer, failExchange).
  */
 import type { Socket } from 'node:net';
 import type { HostPort } from '../core/config.ts';
