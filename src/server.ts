@@ -74,8 +74,8 @@ export interface Cloud {
   gateTlsUrl: string | null;
   driver: Driver;
   log: Logger;
-  /** Instance leases: the running quota across replicas (docs/cluster.md). */
-  leases: LeaseKeeper;
+  /** Instance leases: the running quota across replicas (docs/cluster.md); null on SQLite (one process). */
+  leases: LeaseKeeper | null;
   /** Cluster mode (a postgres:// store): other replicas' route, alias and instance changes; null on SQLite. */
   feed: ChangeFeed | null;
   close(): Promise<void>;
@@ -155,7 +155,9 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
   }
   const names = new NameRegistry({ table, cloudDomain: config.domain, store, verifier, log: (msg, fields) => log.warn(fields ?? {}, msg) });
   let instancesRef: InstanceService | null = null;
-  const leases = new LeaseKeeper({
+  // Only with a shared store: on SQLite one process holds the data directory (its lock), its in-memory quota check is
+  // atomic already, and a lease transaction would put a synchronous fsync on every wake's path.
+  const leases = store.backend !== 'postgres' ? null : new LeaseKeeper({
     store,
     replicaId,
     ttlMs: opts.leaseTtlMs ?? config.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
@@ -208,7 +210,7 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
       tunnels: attachments ? await attachments.tunnelsOf(hostname) : [],
     }),
     onRemoved: (hostname) => attachments?.instanceRemoved(hostname),
-    leases,
+    ...(leases ? { leases } : {}),
     ...(feed ? { tellHolder: (hostname: string, event: 'stop' | 'wake' | 'up' | 'down') => feed.publishInstance(hostname, event) } : {}),
     onRunningChange: (hostname, running) => {
       feed?.publishInstance(hostname, running ? 'up' : 'down');
@@ -226,7 +228,7 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
   });
   instancesRef = instances;
   await instances.load();
-  leases.start();
+  leases?.start();
   // Listening before the names are loaded: a change made meanwhile is heard (and reloaded) rather than missed.
   await feed?.start();
   if (feed) names.onChange((name) => feed.publishName(name));
@@ -433,7 +435,7 @@ export async function startCloud(config: Config, opts: CloudOptions = {}): Promi
     async crash() {
       if (closed) return;
       closed = true;
-      leases.abandon();
+      leases?.abandon();
       reaper.stop();
       await feed?.close();
       await ci.close();

@@ -75,7 +75,7 @@ describe('two eph replicas over one PostgreSQL store', { skip: SKIP }, () => {
     const h = await b.publish(app, { user: a.alice });
     assert.equal(await until(`${h} served by replica A`, () => served(a, h), 30_000), h);
     // Started once across replicas: A holds the lease, B forwards to A's instance.
-    assert.equal((await until('the lease', () => a.store.getLease(h), 30_000)).replicaId, a.leases.replicaId);
+    assert.equal((await until('the lease', () => a.store.getLease(h), 30_000)).replicaId, a.leases!.replicaId);
     assert.equal(await until(`${h} served by replica B`, () => served(b, h), 30_000), h);
     assert.equal(b.instances.listRunning().length, 0, 'B started no copy of its own');
 
@@ -175,7 +175,7 @@ describe('two eph replicas over one PostgreSQL store', { skip: SKIP }, () => {
     assert.equal(await until('victim serves its instance', () => served(victim, onVictim), 30_000), onVictim);
     assert.equal(await until('B serves the victim\'s instance', () => served(b, onVictim), 30_000), onVictim);
     assert.equal(await until('B serves its own', () => served(b, onB), 30_000), onB);
-    const victimId = victim.leases.replicaId;
+    const victimId = victim.leases!.replicaId;
     assert.equal((await b.store.getLease(onVictim))?.replicaId, victimId);
 
     let loading = true;
@@ -195,7 +195,7 @@ describe('two eph replicas over one PostgreSQL store', { skip: SKIP }, () => {
     // The dead replica's lease expires; the next request through B starts the instance on B.
     assert.equal(await until(`${onVictim} served by B after the crash`, () => served(b, onVictim), 60_000), onVictim);
     const lease = await b.store.getLease(onVictim);
-    assert.equal(lease?.replicaId, b.leases.replicaId, 'B holds it now');
+    assert.equal(lease?.replicaId, b.leases!.replicaId, 'B holds it now');
     await until('no live lease of the dead replica', async () => (await b.store.listLeases()).every((l) => l.replicaId !== victimId || l.expiresAt <= Date.now()), 30_000);
     const before = servedOnB;
     await until('B still serving', () => servedOnB > before + 20, 30_000);
