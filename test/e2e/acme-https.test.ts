@@ -265,7 +265,7 @@ test('only the holder may ask; wildcards are refused; past the orders per hour 4
   await waitStatus('third.example.test', 'valid');
 });
 
-test('--acme-default: at start every mapped domain without a certificate is ordered, and a newly mapped one without asking', { skip: SKIP }, async () => {
+test('--acme-default: at start every mapped domain without a certificate is ordered, and a newly mapped one (route or alias) without asking', { skip: SKIP }, async () => {
   await cloud.close();
   cloud = await boot(true);
   // fourth.example.test was mapped but never ordered (the limit refused it).
@@ -277,6 +277,10 @@ test('--acme-default: at start every mapped domain without a certificate is orde
   const served = await viaTls('auto.example.test');
   assert.equal(served.authorized, true, served.authError ?? '');
   assert.equal(served.body, 'v1');
+  // An alias is a mapped domain too.
+  assert.equal((await cloud.api('PATCH', `/v1/instances/${inst}`, { user: alice, body: { alias: 'alias.example.test' } })).status, 200);
+  await waitStatus('alias.example.test', 'valid');
+  assert.equal((await viaTls('alias.example.test')).authorized, true);
 });
 
 test('nothing half-installed: a DELETE while the order runs leaves no certificate; an upload replaces automatic HTTPS', { skip: SKIP }, async () => {
