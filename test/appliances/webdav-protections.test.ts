@@ -195,6 +195,8 @@ test('malformed XML bodies are 400 and change nothing: PROPFIND, PROPPATCH, LOCK
     '<?xml version="1.0"?><D:propfind xmlns:D="DAV:" xmlns:bar=""><D:prop><bar:foo/></D:prop></D:propfind>',
     '<D:propfind><D:prop/></D:propfind>',
     '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;">]><D:propfind xmlns:D="DAV:">&b;</D:propfind>',
+    '<?xml version="1.0"?><!DOCTYPE D:propfind><D:propfind xmlns:D="DAV:"><D:allprop/></D:propfind>',
+    `<D:propfind xmlns:D="DAV:"><D:prop>${'<a>'.repeat(80)}${'</a>'.repeat(80)}</D:prop></D:propfind>`,
     'not xml at all',
     '<D:other xmlns:D="DAV:"/>',
   ];
