@@ -16,11 +16,11 @@
  * one; e.g. one from an exported older commit), FLAGS node flags.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startHaproxy, startNginx } from './peers.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
@@ -46,14 +46,6 @@ process.on('SIGINT', () => process.exit(130));
 
 function have(cmd: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const p = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return p;
 }
 
 /**
@@ -115,82 +107,6 @@ function startJsonChild(cmd: string, argv: string[], env: NodeJS.ProcessEnv): Pr
   });
 }
 
-async function waitPort(port: number): Promise<void> {
-  const end = Date.now() + 10_000;
-  for (;;) {
-    const r = spawnSync('wrk', ['-t1', '-c1', '-d1s', `http://127.0.0.1:${port}/`], { encoding: 'utf8' });
-    if (r.stdout.includes('Requests/sec')) return;
-    if (Date.now() > end) throw new Error(`nothing answers on ${port}`);
-    await new Promise((r2) => setTimeout(r2, 100));
-  }
-}
-
-async function startNginx(appPort: number): Promise<{ port: number; pid: number }> {
-  const port = await freePort();
-  const d = join(dir, 'nginx');
-  spawnSync('mkdir', ['-p', d]);
-  const conf = join(d, 'nginx.conf');
-  writeFileSync(
-    conf,
-    `worker_processes 1;
-pid ${d}/nginx.pid;
-error_log ${d}/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${d}/body; proxy_temp_path ${d}/proxy; fastcgi_temp_path ${d}/fcgi;
-  uwsgi_temp_path ${d}/uwsgi; scgi_temp_path ${d}/scgi;
-  upstream app { server 127.0.0.1:${appPort}; keepalive 64; }
-  server {
-    listen 127.0.0.1:${port};
-    keepalive_requests 1000000;
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto $scheme;
-    }
-  }
-}
-`,
-  );
-  const c = spawn('nginx', ['-c', conf, '-p', d, '-g', 'daemon off;'], { stdio: 'inherit' });
-  children.push(c);
-  await waitPort(port);
-  return { port, pid: c.pid! };
-}
-
-async function startHaproxy(appPort: number): Promise<{ port: number; pid: number }> {
-  const port = await freePort();
-  const cfg = join(dir, 'haproxy.cfg');
-  writeFileSync(
-    cfg,
-    `global
-  nbthread 1
-  maxconn 4096
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  option http-keep-alive
-  option forwardfor
-  http-reuse always
-frontend f
-  bind 127.0.0.1:${port}
-  default_backend b
-backend b
-  server app 127.0.0.1:${appPort}
-`,
-  );
-  const c = spawn('haproxy', ['-f', cfg, '-db'], { stdio: 'inherit' });
-  children.push(c);
-  await waitPort(port);
-  return { port, pid: c.pid! };
-}
-
 interface Result {
   name: string;
   rps: number;
@@ -246,8 +162,15 @@ const loadBefore = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).
 const app = await startJsonChild(process.execPath, [join(here, 'app.mjs')], {});
 const appPort = app.port;
 const targets: Array<[string, { port: number; pid: number }]> = [['direct', app]];
-if (!ONLY || ONLY === 'nginx') targets.push(['nginx', await startNginx(appPort)]);
-if (!ONLY || ONLY === 'haproxy') targets.push(['haproxy', await startHaproxy(appPort)]);
+for (const [name, start] of [
+  ['nginx', startNginx],
+  ['haproxy', startHaproxy],
+] as const) {
+  if (ONLY && ONLY !== name) continue;
+  const p = await start(dir, `127.0.0.1:${appPort}`, null);
+  children.push(p.child);
+  targets.push([name, p]);
+}
 const nodeFlags = (process.env.GATE_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 const gate = await startJsonChild(process.execPath, [...nodeFlags, join(root, 'bin', 'run-ts.js'), join(here, 'gate-server.ts')], {
   APP_PORT: String(appPort),

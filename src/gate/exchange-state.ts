@@ -17,7 +17,8 @@ import type { Socket } from 'node:net';
 import { InstanceChoice, R_DONE, R_HEAD, malformedResponsePage } from './decisions.ts';
 import { EndedExchange } from './exchange-observer.ts';
 import type { ActiveCount, GateContext } from './gate-context.ts';
-import { ChunkScanner, RequestHead, ResponseHead } from './http-parse.ts';
+import { ChunkScanner } from './chunk-scanner.ts';
+import { RequestHead, ResponseHead } from './http-parse.ts';
 import type { UpstreamConn } from './upstream-pool.ts';
 
 /** Bytes read ahead of the current exchange (pipelined requests) before reading pauses. */

@@ -6,6 +6,7 @@
  * connection fails (decisions.ts decides them).
  */
 import type { HostPort } from '../core/config.ts';
+import { CHUNK_BAD, CHUNK_MORE } from './chunk-scanner.ts';
 import {
   CLOSE_BAD_GATEWAY,
   CLOSE_RETRY_AFTER_WAKE,
@@ -26,7 +27,7 @@ import {
 import { PAGES } from './error-pages.ts';
 import { ExchangeState, P_EXCHANGE, P_TUNNEL } from './exchange-state.ts';
 import { responseHeadNeedsRewrite, responseHeadToForward } from './forward-heads.ts';
-import { CHUNK_BAD, CHUNK_MORE, parseResponseHeadBytes } from './http-parse.ts';
+import { parseResponseHeadBytes } from './http-parse.ts';
 import type { UpstreamConn, UpstreamOwner } from './upstream-pool.ts';
 
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');

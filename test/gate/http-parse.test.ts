@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CHUNK_BAD, CHUNK_MORE, ChunkScanner, RequestHead, cookieValue, parseRequestHead, parseResponseHead, ResponseHead } from '../../src/gate/http-parse.ts';
+import { CHUNK_BAD, CHUNK_MORE, ChunkScanner } from '../../src/gate/chunk-scanner.ts';
+import { RequestHead, cookieValue, parseRequestHead, parseResponseHead, ResponseHead } from '../../src/gate/http-parse.ts';
 
 const BODY = Buffer.from('4\r\nWiki\r\n5;name=v\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nTrailer: x\r\n\r\nNEXT', 'latin1');
 const END = BODY.length - 4;
