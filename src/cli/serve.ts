@@ -35,7 +35,7 @@ export function serveCommand(program: Command): void {
     .option('--acme-email <address>', 'contact address of the ACME account; turns automatic HTTPS on (EPH_ACME_EMAIL)')
     .option('--acme-default', 'every mapped domain without an uploaded certificate gets an automatic one (EPH_ACME_DEFAULT=1)')
     .option('--log-format <format>', 'human or json (EPH_LOG_FORMAT; default: human on a terminal, json otherwise)')
-    .option('--json', 'print the start-up summary as JSON')
+    .option('--json', 'print the start-up summary as JSON on stdout (the log then goes to stderr)')
     .action(async (flags: ConfigInput & { json?: boolean; logFormat?: string }) => {
       try {
         const config = loadConfig(flags);
@@ -51,8 +51,13 @@ export function serveCommand(program: Command): void {
         const { startCloud } = await import('../server.ts');
         // On a terminal the log is human lines and the start-up summary below says what 'ephemeric is up' would.
         const human = logFormat === 'human';
-        const logger = human ? (await import('pino')).default({ level: config.logLevel }, (await import('../core/human-log.ts')).humanLogDestination(process.stdout)) : undefined;
-        const cloud = await startCloud(config, { ...(logger ? { logger } : {}), announce: !human });
+        // With --json, stdout carries the one summary document a script parses; the log goes to stderr.
+        const pino = (await import('pino')).default;
+        const logOut = flags.json ? process.stderr : process.stdout;
+        const logger = human
+          ? pino({ level: config.logLevel }, (await import('../core/human-log.ts')).humanLogDestination(logOut))
+          : pino({ level: config.logLevel }, pino.destination(flags.json ? 2 : 1));
+        const cloud = await startCloud(config, { logger, announce: !human });
         // Before the summary: whoever reads it may signal at once.
         let stopping = false;
         const stop = async () => {
