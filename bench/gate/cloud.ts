@@ -19,6 +19,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { buildZip } from '../../examples/make-archives.ts';
 import { netnsUnavailableReason } from '../../src/runtime/process/process-driver.ts';
 import { driverIsolation } from '../../test/helpers/driver-isolation.ts';
@@ -65,6 +66,9 @@ interface Row {
   p99ms: number;
   /** CPU of the proxy per request (µs); for the gate, of the whole cloud process; NaN for direct. */
   cpuUs: number;
+  /** The cloud process's event-loop delay (p99, max) while this target was loaded: the gate's own loop for `gate`, the control plane alone for the others. */
+  loopP99ms: number;
+  loopMaxMs: number;
   all: string;
 }
 
@@ -97,16 +101,19 @@ async function pass(pin: boolean, host: string, upstream: string): Promise<void>
     const w = await wrk(t.url, host, CONNS, 2, wrkCpus); // warm-up: JIT, pools
     if (!(w.rps > 0)) throw new Error(`${t.name} does not answer (${t.url})`);
   }
-  const runs = new Map<string, Array<WrkResult & { cpuUs: number }>>(targets.map((t) => [t.name, []]));
+  const runs = new Map<string, Array<WrkResult & { cpuUs: number; loopP99ms: number; loopMaxMs: number }>>(targets.map((t) => [t.name, []]));
   for (let round = 0; round < ROUNDS; round++) {
     // Rotating the order spreads slow moments of the machine over all targets.
     for (let k = 0; k < targets.length; k++) {
       const t = targets[(k + round) % targets.length]!;
       const c0 = t.cpu();
+      const loop = monitorEventLoopDelay({ resolution: 1 });
+      loop.enable();
       const r = await wrk(t.url, host, CONNS, DURATION, wrkCpus);
+      loop.disable();
       const cpuUs = ((t.cpu() - c0) * 1000) / r.requests;
       if (r.errors) console.error(`${t.name}: ${r.errors}`);
-      runs.get(t.name)!.push({ ...r, cpuUs });
+      runs.get(t.name)!.push({ ...r, cpuUs, loopP99ms: loop.percentile(99) / 1e6, loopMaxMs: loop.max / 1e6 });
     }
   }
   for (const p of [nginx, haproxy]) p.child.kill('SIGTERM');
@@ -117,6 +124,8 @@ async function pass(pin: boolean, host: string, upstream: string): Promise<void>
     p50ms: median(rs.map((r) => r.p50ms)),
     p99ms: median(rs.map((r) => r.p99ms)),
     cpuUs: median(rs.map((r) => r.cpuUs)),
+    loopP99ms: median(rs.map((r) => r.loopP99ms)),
+    loopMaxMs: Math.max(...rs.map((r) => r.loopMaxMs)),
     all: rs.map((r) => r.rps.toFixed(0)).join(' '),
   }));
   const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
@@ -124,10 +133,10 @@ async function pass(pin: boolean, host: string, upstream: string): Promise<void>
     `\n${pin ? 'PINNED: gate process and each peer on core 1, wrk on core 0' : 'FREE: no pinning'}; wrk -t1 -c${CONNS} -d${DURATION}s, ${ROUNDS} round(s), medians; load average now ${load}`,
   );
   const pad = (s: string, n: number): string => s.padStart(n);
-  console.log(`${'target'.padEnd(10)}${pad('rps', 10)}${pad('p50 ms', 9)}${pad('p99 ms', 9)}${pad('CPU us/req', 12)}   rps per round`);
+  console.log(`${'target'.padEnd(10)}${pad('rps', 10)}${pad('p50 ms', 9)}${pad('p99 ms', 9)}${pad('CPU us/req', 12)}${pad('loop p99/max ms', 17)}   rps per round`);
   for (const r of rows) {
     console.log(
-      `${r.name.padEnd(10)}${pad(r.rps.toFixed(0), 10)}${pad(r.p50ms.toFixed(2), 9)}${pad(r.p99ms.toFixed(2), 9)}${pad(Number.isNaN(r.cpuUs) ? '-' : r.cpuUs.toFixed(1), 12)}   ${r.all}`,
+      `${r.name.padEnd(10)}${pad(r.rps.toFixed(0), 10)}${pad(r.p50ms.toFixed(2), 9)}${pad(r.p99ms.toFixed(2), 9)}${pad(Number.isNaN(r.cpuUs) ? '-' : r.cpuUs.toFixed(1), 12)}${pad(`${r.loopP99ms.toFixed(1)}/${r.loopMaxMs.toFixed(0)}`, 17)}   ${r.all}`,
     );
   }
   const by = (n: string): Row => rows.find((r) => r.name === n)!;
@@ -146,6 +155,7 @@ try {
   const upstream = `${up.host}:${up.port}`;
   console.log(`cloud in this process (pid ${process.pid}), instance ${h} (isolation ${cloud.driver.isolation}) at ${upstream}; gate ${cloud.gateUrl}`);
   console.log('gate CPU us/req: the whole cloud process (API, store, reaper included); peers: their process tree');
+  console.log("loop p99/max: the cloud process's event-loop delay while each target ran (for the peers and direct: the control plane alone)");
   if (PASS !== 'pinned') await pass(false, h, upstream);
   if (PASS !== 'free') await pass(true, h, upstream);
 } finally {
