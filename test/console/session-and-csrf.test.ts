@@ -240,7 +240,7 @@ test('the console files: strict CSP and nosniff, ETag revalidation (304), and a 
   writeFileSync(join(built, 'app.js'), 'console.log(1)');
   writeFileSync(join(built, 'app.css'), 'body{}');
   const apps = [Fastify(), Fastify()];
-  apps.forEach((a) => a.setErrorHandler(errorHandler));
+  for (const a of apps) a.setErrorHandler(errorHandler);
   consoleRoutes(apps[0]!, { dir: built });
   consoleRoutes(apps[1]!, { dir: missing });
   try {
