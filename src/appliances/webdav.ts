@@ -319,8 +319,9 @@ class DavRequest {
     } catch {
       throw new EphError('BAD_REQUEST', 'Destination is not a URL');
     }
-    const host = header(this.#req, 'host');
-    if (url.host !== 'destination.invalid' && host !== undefined && url.host.toLowerCase() !== host.toLowerCase()) {
+    // Behind a proxy the client's host may arrive as X-Forwarded-Host.
+    const hosts = [header(this.#req, 'host'), header(this.#req, 'x-forwarded-host')].filter((h): h is string => h !== undefined).map((h) => h.toLowerCase());
+    if (url.host !== 'destination.invalid' && hosts.length > 0 && !hosts.includes(url.host.toLowerCase())) {
       throw new WebDavError('BAD_GATEWAY', 'Destination is on another server');
     }
     const path = davPath(url.pathname, this.#prefix);

@@ -115,6 +115,10 @@ test('Destination headers: another site of the same owner is 403, another host 5
   }
   assert.equal((await call('GET', dav(A, 'move-me.txt'))).text, 'stay');
   assert.deepEqual((await readdir(bFiles)).sort(), ['secret.txt']);
+  // Behind a proxy the public host comes as X-Forwarded-Host: a Destination naming it is this server.
+  const proxied = await call('COPY', dav(A, 'move-me.txt'), undefined, { destination: `http://public.example/v1/appliances/${A}/dav/copied.txt`, 'x-forwarded-host': 'public.example' });
+  assert.equal(proxied.status, 201, proxied.text);
+  assert.equal((await call('GET', dav(A, 'copied.txt'))).text, 'stay');
 });
 
 test('links on the disk are never followed: a link to another site or to a host directory is not found, and nothing is written through it', async () => {
