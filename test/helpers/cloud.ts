@@ -62,7 +62,9 @@ export async function startTestCloud(
   // The sandboxed apps run as nobody: the image store must be traversable.
   chmodSync(dataDir, 0o755);
   const config = loadConfig(
-    { data: dataDir, api: '127.0.0.1:0', gate: '127.0.0.1:0', domain: 'eph.test', pharoVm: STANDIN_VM, logLevel: 'warn', ...flags },
+    // Warm sleep off unless a test asks for it: on a loaded CI machine a slow test would otherwise see an
+    // idle instance turn `frozen` after 60 s where it expects `running` (the warm-sleep tests set their own).
+    { data: dataDir, api: '127.0.0.1:0', gate: '127.0.0.1:0', domain: 'eph.test', pharoVm: STANDIN_VM, logLevel: 'warn', warmIdleTimeout: '0', ...flags },
     opts.env ?? {},
   );
   const cloud = await startCloud(config, {
