@@ -6,6 +6,7 @@ import { errorHandler } from './errors.ts';
 import { registerArchiveParser } from './upload.ts';
 import { compatRoutes } from './compat-routes.ts';
 import { v1Routes } from './v1-routes.ts';
+import { registerOpenApi } from './openapi.ts';
 import { EphError } from '../core/errors.ts';
 import { authenticate } from './auth.ts';
 import { expectsContinue, hasBody } from './body.ts';
@@ -42,6 +43,8 @@ export async function buildApi(deps: ApiDeps, logger: Logger | false, extra: Arr
   // request is authenticated (the hook below), so that a stranger's upload is not even sent.
   app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res));
   await app.register(multipart);
+  // Before any route: the OpenAPI document is generated from the routes registered after this.
+  await registerOpenApi(app);
   registerArchiveParser(app);
   // curl scripts send `-d true` as a form body; parse those as text and read the value in the route.
   app.addContentTypeParser(['text/plain', 'application/x-www-form-urlencoded'], { parseAs: 'string' }, (_req, body, done) => done(null, body));

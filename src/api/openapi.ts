@@ -1,3 +1,5 @@
+import swagger, { type FastifyDynamicSwaggerOptions, type SwaggerTransformObject } from '@fastify/swagger';
+import type { FastifyInstance } from 'fastify';
 import { ERROR_CATALOGUE } from '../core/errors.ts';
 
 const json = (schema: object) => ({ content: { 'application/json': { schema } } });
@@ -33,9 +35,70 @@ const attachmentView = {
   properties: { hostname: { type: 'string' }, appliance: { type: 'string' }, var: { type: 'string' }, local: { type: 'string', description: '127.0.0.1:PORT inside the instance' }, createdAt: { type: 'string' } },
 };
 
-/** The /v1 API described for clients and generators; built once, served at /v1/openapi.json. */
-export function openApiDocument(): object {
-  return DOC;
+/**
+ * Registers the generator of the /v1 OpenAPI document. It must run before any route is added: the
+ * document's paths are the routes the app registers (collected by @fastify/swagger as they are added,
+ * with their schemas), so that no route can be missing from it and no removed route stays in it.
+ * The hand-written operations below only describe them (summaries, bodies, answers).
+ */
+export async function registerOpenApi(app: FastifyInstance): Promise<void> {
+  const { paths: _described, ...base } = DOC;
+  await app.register(swagger, {
+    openapi: base as FastifyDynamicSwaggerOptions['openapi'],
+    // The compat API and /metrics are described elsewhere (docs/api.md): only /v1 goes in.
+    transform: ({ schema, url }) => ({ schema: url.startsWith('/v1/') ? schema : { ...schema, hide: true }, url }),
+    transformObject: (doc) =>
+      'openapiObject' in doc ? ({ ...doc.openapiObject, paths: describedPaths((doc.openapiObject.paths ?? {}) as Paths) } as ReturnType<SwaggerTransformObject>) : doc.swaggerObject,
+  });
+}
+
+/** The /v1 API described for clients and generators; built once (after the app is ready), served at /v1/openapi.json. */
+export function openApiDocument(app: FastifyInstance): object {
+  return app.swagger();
+}
+
+type Operation = { [field: string]: unknown; parameters?: Parameter[]; responses?: Record<string, unknown>; summary?: string };
+type Parameter = { name: string; in: string; [field: string]: unknown };
+type PathItem = { [method: string]: unknown; parameters?: Parameter[] };
+type Paths = Record<string, PathItem>;
+
+/** The operations OpenAPI 3.1 allows in a path item; WebDAV's (PROPFIND, COPY…) go under x-additionalOperations. */
+const OPERATION_FIELDS = new Set(['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace']);
+
+/**
+ * The generated paths (one per registered /v1 route), each operation completed by its hand-written
+ * description when there is one; a route nobody described yet still appears, with its path parameters.
+ */
+export function describedPaths(generated: Paths): Paths {
+  const written = DOC.paths as Paths;
+  const out: Paths = {};
+  for (const [path, item] of Object.entries(generated)) {
+    const w: PathItem = written[path] ?? {};
+    const shared = w.parameters ?? [];
+    const merged: PathItem = shared.length > 0 ? { parameters: shared } : {};
+    for (const [key, value] of Object.entries(item)) {
+      if (key === 'parameters' || key === 'additionalOperations') continue;
+      const op = describedOperation(value as Operation, w[key] as Operation | undefined, shared);
+      if (OPERATION_FIELDS.has(key)) merged[key] = op;
+      else merged['x-additionalOperations'] = { ...(merged['x-additionalOperations'] as object | undefined), [key.toUpperCase()]: op };
+    }
+    out[path] = merged;
+  }
+  return out;
+}
+
+function describedOperation(generated: Operation, written: Operation | undefined, shared: Parameter[]): Operation {
+  // Path parameters are generated for every operation; the hand-written ones (with descriptions) win.
+  const own = written?.parameters ?? [];
+  const known = new Set([...shared, ...own].map((p) => `${p.in}:${p.name}`));
+  const parameters = [...(generated.parameters ?? []).filter((p) => !known.has(`${p.in}:${p.name}`)), ...own];
+  const op: Operation = {
+    ...generated,
+    ...(written ?? { summary: 'Not described yet (see docs/api.md)', responses: { ...generated.responses, ...errors } }),
+  };
+  if (parameters.length > 0) op.parameters = parameters;
+  else delete op.parameters;
+  return op;
 }
 
 const DOC = {
@@ -119,6 +182,7 @@ const DOC = {
   },
   security: [{ basic: [] }],
   paths: {
+    '/v1/openapi.json': { get: { security: [], summary: 'This document, generated from the routes the server registers', responses: { 200: ok({ type: 'object' }) } } },
     '/v1/health': { get: { security: [], summary: 'Liveness', responses: { 200: ok({ type: 'object' }) } } },
     '/v1/metrics': {
       get: { summary: "Gate requests of the caller's own hosts, by host and status (Prometheus text)", responses: { 200: { description: 'Prometheus text' }, ...errors } },

@@ -24,7 +24,7 @@ export function v1Routes(app: FastifyInstance, deps: ApiDeps): void {
     return deps.routes;
   };
 
-  app.get('/v1/openapi.json', async () => openApiDocument());
+  app.get('/v1/openapi.json', async () => openApiDocument(app));
   app.get('/v1/health', async () => ({ ok: true }));
   // Scraped by Prometheus without credentials, as is customary: so it names no host (they are
   // tenants' business). The operator's token (EPH_METRICS_TOKEN) adds every host's series.
