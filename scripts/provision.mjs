@@ -36,6 +36,7 @@ export const PACKAGES = [
   ['git', 'eph ci --git'],
   ['docker.io', 'the swarm runtime driver'],
   ['litmus', 'WebDAV compliance of static sites'],
+  ['davfs2', 'a real WebDAV file-system client writing to a static site'],
   ['pebble', "Let's Encrypt's ACME test server, for automatic HTTPS"],
 ];
 
