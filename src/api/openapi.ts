@@ -8,6 +8,16 @@ const ok = (schema: object, description = 'OK') => ({ description, ...json(schem
 const errors = { default: { description: 'Error (see the error catalogue)', ...json(ref('Error')) } };
 const hostParam = { name: 'host', in: 'path', required: true, description: 'Instance hostname or alias', schema: { type: 'string' } };
 const domainParam = { name: 'domain', in: 'path', required: true, schema: { type: 'string' } };
+const nameParam = { name: 'name', in: 'path', required: true, description: 'Appliance name', schema: { type: 'string' } };
+const runParam = { name: 'id', in: 'path', required: true, description: 'CI run id', schema: { type: 'string' } };
+const filePathParam = { name: '*', in: 'path', required: true, description: 'File path inside the site', schema: { type: 'string' } };
+/** A static site's WebDAV share: one description per method (the methods the route registers are listed). */
+const davOperations = Object.fromEntries(
+  ['get', 'head', 'put', 'delete', 'options', 'propfind', 'proppatch', 'mkcol', 'copy', 'move', 'lock', 'unlock'].map((m) => [
+    m,
+    { summary: `WebDAV ${m.toUpperCase()} on a static site's files (class 1 and 2, see docs/appliances.md)`, responses: { 200: { description: 'The WebDAV answer' }, ...errors } },
+  ]),
+);
 const configView = {
   type: 'object',
   properties: {
@@ -313,6 +323,64 @@ const DOC = {
         responses: { 201: ok(attachmentView), ...errors },
       },
       delete: { summary: "Detach: the var and the tunnel's identity are deleted; the identity is refused at once", responses: { 200: ok({ type: 'object' }), ...errors } },
+    },
+    // Described briefly here; the full story is in docs/appliances.md, docs/ci.md and docs/console.md.
+    '/v1/appliances': {
+      get: { summary: 'Your appliances (postgres, redis, static, mongo)', responses: { 200: ok({ type: 'object' }), ...errors } },
+      post: { summary: 'Create an appliance; answers it with its TLS-PSK identity (see docs/appliances.md)', responses: { 201: ok({ type: 'object' }, 'Created'), ...errors } },
+    },
+    '/v1/appliances/{name}': {
+      parameters: [nameParam],
+      get: { summary: 'One appliance', responses: { 200: ok({ type: 'object' }), ...errors } },
+      delete: { summary: 'Stop and delete it with its data', responses: { 204: { description: 'Deleted' }, ...errors } },
+    },
+    '/v1/appliances/{name}/start': { parameters: [nameParam], post: { summary: 'Start', responses: { 200: ok({ type: 'object' }), ...errors } } },
+    '/v1/appliances/{name}/stop': { parameters: [nameParam], post: { summary: 'Stop', responses: { 200: ok({ type: 'object' }), ...errors } } },
+    '/v1/appliances/{name}/backup': {
+      parameters: [nameParam],
+      get: { summary: 'A backup (pg_dump, RDB file or tar.gz of the files)', responses: { 200: { description: 'The backup, as an attachment' }, ...errors } },
+    },
+    '/v1/appliances/{name}/restore': { parameters: [nameParam], post: { summary: 'Restore a backup sent as the body', responses: { 200: ok({ type: 'object' }), ...errors } } },
+    '/v1/appliances/{name}/psk': {
+      parameters: [nameParam],
+      get: { summary: 'The TLS-PSK identity and key of the stunnel client', responses: { 200: ok({ type: 'object' }), ...errors } },
+      put: { summary: 'A new key (the old one is refused from then on)', responses: { 200: ok({ type: 'object' }), ...errors } },
+    },
+    '/v1/appliances/{name}/stunnel.conf': {
+      parameters: [nameParam],
+      get: { summary: 'A ready stunnel client configuration', responses: { 200: { description: 'stunnel configuration', content: { 'text/plain': { schema: { type: 'string' } } } }, ...errors } },
+    },
+    '/v1/appliances/{name}/files': { parameters: [nameParam], get: { summary: "A static site's files", responses: { 200: ok({ type: 'object' }), ...errors } } },
+    '/v1/appliances/{name}/files/{*}': {
+      parameters: [nameParam, filePathParam],
+      get: { summary: 'One file (ETag, ranges)', responses: { 200: { description: 'The file' }, ...errors } },
+      put: { summary: 'Write a file (the body); 201 when new', responses: { 200: ok({ type: 'object' }), 201: ok({ type: 'object' }, 'Created'), ...errors } },
+      delete: { summary: 'Delete a file', responses: { 204: { description: 'Deleted' }, ...errors } },
+    },
+    '/v1/appliances/{name}/dav': { parameters: [nameParam], ...davOperations },
+    '/v1/appliances/{name}/dav/{*}': { parameters: [nameParam, filePathParam], ...davOperations },
+    '/v1/ci/runs': {
+      get: { summary: 'Your CI runs, newest first (the last 100)', responses: { 200: ok({ type: 'object' }), ...errors } },
+      post: {
+        summary: 'Create a run (its time to live starts)',
+        requestBody: json({ type: 'object', properties: { name: { type: 'string' }, ttlSeconds: { type: 'integer' } } }),
+        responses: { 201: ok({ type: 'object' }, 'Created'), ...errors },
+      },
+    },
+    '/v1/ci/runs/{id}': { parameters: [runParam], get: { summary: 'One run', responses: { 200: ok({ type: 'object' }), ...errors } } },
+    '/v1/ci/runs/{id}/junit': {
+      parameters: [runParam],
+      get: { summary: 'The results as JUnit XML', responses: { 200: { description: 'JUnit XML', content: { 'application/xml': { schema: { type: 'string' } } } }, ...errors } },
+    },
+    '/v1/ci/runs/{id}/archive': { parameters: [runParam], post: { summary: "Publish the run's archive as its instance (as POST /v1/instances)", responses: { 201: ok({ type: 'object' }, 'Created'), ...errors } } },
+    '/v1/ci/runs/{id}/finish': {
+      parameters: [runParam],
+      post: { summary: 'End the run: status, steps and per-test results (see docs/ci.md)', responses: { 200: ok({ type: 'object' }), ...errors } },
+    },
+    '/v1/session': {
+      post: { summary: "The web console's sign-in (HTTP Basic): a session cookie and a CSRF token", responses: { 201: ok({ type: 'object' }, 'Signed in'), ...errors } },
+      get: { summary: "The cookie's session, with its CSRF token", responses: { 200: ok({ type: 'object' }), ...errors } },
+      delete: { summary: 'Sign out: the session is removed and the cookie cleared', responses: { 200: ok({ type: 'object' }), ...errors } },
     },
     '/v1/names/{domain}/verification': {
       parameters: [domainParam],
