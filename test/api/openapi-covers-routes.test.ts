@@ -3,6 +3,7 @@ import { after, before, test } from 'node:test';
 import { request } from 'undici';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { startTestCloud, type TestCloud } from '../helpers/cloud.ts';
+import { handWrittenOperations } from '../../src/api/openapi.ts';
 
 /**
  * The OpenAPI document at /v1/openapi.json (issue 9 item 5) is generated from the routes the
@@ -86,6 +87,12 @@ test('every documented operation is a registered route', () => {
   const extra = [...documented().keys()].filter((k) => !routes.has(k) && !(k.startsWith('HEAD ') && routes.has(`GET ${k.slice(5)}`)));
   assert.deepEqual(extra, [], 'in /v1/openapi.json but not registered');
   for (const path of Object.keys(doc.paths ?? {})) assert.ok(path.startsWith('/v1/'), `${path}: only the /v1 API is described`);
+});
+
+test('every hand-written description is of a registered route (none left behind by a removed route)', () => {
+  const routes = registered();
+  const stale = handWrittenOperations().filter((k) => !routes.has(k) && !(k.startsWith('HEAD ') && routes.has(`GET ${k.slice(5)}`)));
+  assert.deepEqual(stale, [], 'described in src/api/openapi.ts but not registered');
 });
 
 test('the document is structurally valid OpenAPI 3.x', async () => {
