@@ -20,6 +20,7 @@ import { RedisDriver } from './redis.ts';
 import { StaticDriver } from './static.ts';
 import { StaticFiles } from './static-files.ts';
 import type { StaticSite } from './static-site.ts';
+import { KeyedLock } from '../core/keyed-lock.ts';
 
 export const APPLIANCE_KINDS: readonly ApplianceKind[] = ['postgres', 'redis', 'static', 'mongo'];
 const NAME = /^[a-z][a-z0-9-]{0,30}$/;
@@ -100,7 +101,7 @@ export class ApplianceService {
   readonly #drivers: Record<ApplianceKind, ApplianceDriver>;
   readonly #static: StaticDriver;
   readonly #runtime = new Map<string, Runtime>();
-  readonly #locks = new Map<string, Promise<unknown>>();
+  readonly #locks = new KeyedLock();
   readonly #sites = new Map<string, StaticSite>();
   /** Static site name → owner, for the gate's host lookups. */
   readonly #staticOwners = new Map<string, string>();
@@ -128,9 +129,9 @@ export class ApplianceService {
     }
     const k = kind as ApplianceKind;
     this.#preflight(k);
-    const run = (): Promise<ApplianceRecord> => this.#exclusive(keyOf(user.id, name), () => this.#create(user, k, name));
+    const run = (): Promise<ApplianceRecord> => this.#locks.run(keyOf(user.id, name), () => this.#create(user, k, name));
     // Static sites are served at <name>.static.<domain>: the name is global.
-    return k === 'static' ? this.#exclusive(`static/${name}`, run) : run();
+    return k === 'static' ? this.#locks.run(`static/${name}`, run) : run();
   }
 
   async #create(user: User, kind: ApplianceKind, name: string): Promise<ApplianceRecord> {
@@ -191,7 +192,7 @@ export class ApplianceService {
   }
 
   async start(user: User, name: string): Promise<ApplianceRecord> {
-    return this.#exclusive(keyOf(user.id, name), async () => this.#start(await this.get(user, name)));
+    return this.#locks.run(keyOf(user.id, name), async () => this.#start(await this.get(user, name)));
   }
 
   async #start(rec: ApplianceRecord): Promise<ApplianceRecord> {
@@ -218,7 +219,7 @@ export class ApplianceService {
   }
 
   async stop(user: User, name: string): Promise<ApplianceRecord> {
-    return this.#exclusive(keyOf(user.id, name), async () => {
+    return this.#locks.run(keyOf(user.id, name), async () => {
       const rec = await this.get(user, name);
       await this.#halt(rec);
       rec.status = 'stopped';
@@ -229,7 +230,7 @@ export class ApplianceService {
 
   /** Stops the appliance and deletes it with all its data. */
   async remove(user: User, name: string): Promise<void> {
-    await this.#exclusive(keyOf(user.id, name), async () => {
+    await this.#locks.run(keyOf(user.id, name), async () => {
       const rec = await this.get(user, name);
       await this.#halt(rec).catch((e: unknown) => this.#o.log?.warn({ err: e, appliance: name }, 'stopping before removal failed'));
       await rm(this.#dir(rec), { recursive: true, force: true });
@@ -255,7 +256,7 @@ export class ApplianceService {
 
   /** Replaces the appliance's data with a stream that {@link backup} produced. */
   async restore(user: User, name: string, input: Readable): Promise<ApplianceRecord> {
-    return this.#exclusive(keyOf(user.id, name), async () => {
+    return this.#locks.run(keyOf(user.id, name), async () => {
       const rec = await this.get(user, name);
       this.#mustRun(rec, 'restore');
       await this.#drivers[rec.kind].restore(rec, this.#dir(rec), input);
@@ -272,7 +273,7 @@ export class ApplianceService {
    */
   async setPsk(user: User, name: string, pskText: string): Promise<string[]> {
     const parsed = parsePskFile(pskText);
-    return this.#exclusive(keyOf(user.id, name), async () => {
+    return this.#locks.run(keyOf(user.id, name), async () => {
       const rec = await this.get(user, name);
       const before = rec.psk;
       rec.psk = Object.fromEntries(parsed);
@@ -385,7 +386,7 @@ export class ApplianceService {
         continue;
       }
       if (rec.status !== 'running') continue;
-      await this.#exclusive(keyOf(rec.userId, rec.name), async () => {
+      await this.#locks.run(keyOf(rec.userId, rec.name), async () => {
         try {
           await this.#start(rec);
           this.#o.log?.info({ appliance: rec.name, kind: rec.kind, user: rec.userId }, 'appliance started');
@@ -401,7 +402,7 @@ export class ApplianceService {
     const all = await this.#o.store.listAppliances();
     await Promise.all(
       all.map((rec) =>
-        this.#exclusive(keyOf(rec.userId, rec.name), () =>
+        this.#locks.run(keyOf(rec.userId, rec.name), () =>
           this.#halt(rec).catch((e: unknown) => this.#o.log?.warn({ appliance: rec.name, err: (e as Error).message }, 'stopping failed')),
         ),
       ),
@@ -412,7 +413,7 @@ export class ApplianceService {
   async #crashed(dir: string, output: string): Promise<void> {
     const [userId, name] = relative(this.#o.dataDir, dir).split(sep);
     if (!userId || !name) return;
-    await this.#exclusive(keyOf(userId, name), async () => {
+    await this.#locks.run(keyOf(userId, name), async () => {
       const rec = await this.#o.store.getAppliance(userId, name);
       if (!rec || rec.status !== 'running') return;
       await this.#halt(rec).catch(() => undefined);
@@ -500,17 +501,6 @@ export class ApplianceService {
     return join(this.#o.dataDir, rec.userId, rec.name);
   }
 
-  async #exclusive<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#locks.get(key) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.#locks.set(key, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.#locks.get(key) === tail) this.#locks.delete(key);
-    }
-  }
 }
 
 /**

@@ -12,6 +12,7 @@ import { sniffFormat } from './sniff-format.ts';
 import { unpackTar } from './tar-reader.ts';
 import { TreeWriter } from './tree-writer.ts';
 import { unpackZip } from './zip-reader.ts';
+import { KeyedLock } from '../core/keyed-lock.ts';
 
 export type { IntakeLimits } from './limits.ts';
 
@@ -82,7 +83,7 @@ export class ImageStore {
   readonly root: string;
   readonly tmpDir: string;
   readonly limits: IntakeLimits;
-  #locks = new Map<string, Promise<void>>();
+  readonly #locks = new KeyedLock();
 
   constructor(opts: ImageStoreOptions) {
     this.root = opts.root;
@@ -131,7 +132,7 @@ export class ImageStore {
       const meta: ImageMeta = { digest: got.digest, size: got.size, kind: app.kind, entry: app.entry };
       await writeSynced(metaTmp, JSON.stringify(meta));
       const unpacked = app.appRoot === '' ? stage : join(stage, app.appRoot);
-      return await this.#locked(got.digest, () => this.#commit(meta, part, metaTmp, unpacked));
+      return await this.#locks.run(got.digest, () => this.#commit(meta, part, metaTmp, unpacked));
     } finally {
       // After a commit these are gone or hold only junk beside a wrapped app folder.
       // A failed clean-up must not turn an answered publish into an error; recover() retries it.
@@ -170,7 +171,7 @@ export class ImageStore {
   /** Removes an image directory, its archive and metadata (call it when no instance uses the digest). */
   async remove(digest: string): Promise<void> {
     checkDigest(digest);
-    await this.#locked(digest, async () => {
+    await this.#locks.run(digest, async () => {
       const target = join(this.root, digest);
       if (existsSync(target)) {
         // Move it out first so that has() turns false at once and a crash
@@ -250,21 +251,6 @@ export class ImageStore {
     return { ...meta, imageDir: target, reused: false };
   }
 
-  /** Serialises commit and remove of one digest inside this process. */
-  async #locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#locks.get(key) ?? Promise.resolve();
-    const run = prev.then(fn);
-    const tail = run.then(
-      () => {},
-      () => {},
-    );
-    this.#locks.set(key, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.#locks.get(key) === tail) this.#locks.delete(key);
-    }
-  }
 }
 
 function parseMeta(text: string): ImageMeta | null {

@@ -7,6 +7,7 @@ import type { Store } from '../store/store.ts';
 import type { InstanceService } from './instances.ts';
 import type { SecretBox } from './secret-box.ts';
 import type { UserService } from './users.ts';
+import { KeyedLock } from '../core/keyed-lock.ts';
 
 /** What a config var may be called: a portable environment variable name. */
 export const CONFIG_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -93,7 +94,7 @@ export interface ConfigVarServiceOptions {
  */
 export class ConfigVarService {
   readonly #o: ConfigVarServiceOptions;
-  readonly #locks = new Map<string, Promise<unknown>>();
+  readonly #locks = new KeyedLock();
 
   constructor(o: ConfigVarServiceOptions) {
     this.#o = o;
@@ -131,7 +132,7 @@ export class ConfigVarService {
         throw new EphError('CONFIG_TOO_LARGE', `config var ${name}: the value is ${bytes} bytes; ${limitOwner(plan, maxValue)} allows ${formatBytes(maxValue)} per value`);
       }
     }
-    return this.#exclusive(i.hostname, async () => {
+    return this.#locks.run(i.hostname, async () => {
       const now = this.#o.clock.now();
       const current = new Map((await this.#o.store.listConfigVars(i.hostname)).map((v) => [v.name, v]));
       const set: ConfigVarRecord[] = names.map((name) => ({
@@ -181,7 +182,7 @@ export class ConfigVarService {
 
   /** Serialises changes of one instance: the plan's limits are checked against what is really there. */
   exclusive<T>(hostname: string, fn: () => Promise<T>): Promise<T> {
-    return this.#exclusive(hostname, fn);
+    return this.#locks.run(hostname, fn);
   }
 
   async #view(hostname: string, reveal: boolean): Promise<ConfigView> {
@@ -200,17 +201,6 @@ export class ConfigVarService {
     return { hostname, vars, appliesAt: 'next start' };
   }
 
-  async #exclusive<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#locks.get(key) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.#locks.set(key, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.#locks.get(key) === tail) this.#locks.delete(key);
-    }
-  }
 }
 
 /** Refuses a state of `count` vars and `bytes` in all beyond the plan. */

@@ -1,6 +1,7 @@
 import { EphError } from '../core/errors.ts';
 import type { Plan, User } from '../core/types.ts';
 import type { Store } from '../store/store.ts';
+import { KeyedLock } from '../core/keyed-lock.ts';
 
 /** The longest imageName (the compat API's limit, also applied to PUT imageName). */
 export const MAX_IMAGE_NAME = 200;
@@ -34,7 +35,7 @@ export interface Allowance {
  */
 export class PublishQuota {
   readonly #store: Store;
-  readonly #locks = new Map<string, Promise<void>>();
+  readonly #locks = new KeyedLock();
 
   constructor(store: Store) {
     this.#store = store;
@@ -58,7 +59,7 @@ export class PublishQuota {
    * runs (to remove an image nobody else uses) and the error is thrown.
    */
   async commit<T>(user: User, plan: Plan, image: { digest: string; size: number }, record: () => Promise<T>, discard: () => Promise<void>): Promise<T> {
-    return this.#locked(user.id, async () => {
+    return this.#locks.run(user.id, async () => {
       try {
         const usage = await this.#usage(user.id);
         this.#checkCount(plan, usage.instances);
@@ -91,20 +92,6 @@ export class PublishQuota {
     return { instances: mine.length, bytes };
   }
 
-  async #locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#locks.get(key) ?? Promise.resolve();
-    const run = prev.then(fn);
-    const tail = run.then(
-      () => {},
-      () => {},
-    );
-    this.#locks.set(key, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.#locks.get(key) === tail) this.#locks.delete(key);
-    }
-  }
 }
 
 /** Whether `adds` more bytes keep a user with `used` bytes within `max`. */
