@@ -1,11 +1,11 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import type { Agent, Dispatcher } from 'undici';
 import { CliError } from './cli-error.ts';
+import { closeAgents, type HttpMethod, type HttpResponse, httpRequest, type ResponseBody } from './http-client.ts';
 import type { ClientSettings } from './settings.ts';
 
 export interface ApiRequest {
-  method?: Dispatcher.HttpMethod;
+  method?: HttpMethod;
   /** Query parameters; undefined values are left out. */
   query?: Record<string, string | number | undefined>;
   /** Sent as JSON with Content-Type application/json. */
@@ -22,12 +22,9 @@ export interface ApiResponse {
   status: number;
   headers: IncomingHttpHeaders;
   /** The answer's body, not yet read. */
-  body: Dispatcher.ResponseData['body'];
+  body: ResponseBody;
 }
 
-// One pool for the whole process, closed by closeClient() so that idle
-// keep-alive sockets never hold the process open after the command is done.
-let agent: Agent | undefined;
 
 /**
  * The one way the CLI talks to the API: HTTP Basic `user:token`, and every
@@ -48,18 +45,14 @@ export async function apiRequest(settings: ClientSettings, path: string, req: Ap
     body = JSON.stringify(req.json);
     headers['content-type'] = 'application/json';
   }
-  // undici is loaded on the first request, not at start: `eph --version` and `eph --help` never need it.
-  const { Agent, request } = await import('undici');
-  agent ??= new Agent({ connectTimeout: 10_000 });
-  let res: Dispatcher.ResponseData;
+  let res: HttpResponse;
   try {
-    res = await request(url, {
+    res = await httpRequest(url, {
       method: req.method ?? 'GET',
       headers,
       body: body ?? null,
-      dispatcher: agent,
-      bodyTimeout: req.bodyTimeoutMs ?? 300_000,
-      headersTimeout: 300_000,
+      connectTimeoutMs: 10_000,
+      idleTimeoutMs: req.bodyTimeoutMs ?? 300_000,
       ...(req.signal ? { signal: req.signal } : {}),
     });
   } catch (e) {
@@ -94,14 +87,12 @@ export async function readBody(base: string, body: ApiResponse['body']): Promise
   }
 }
 
-/** Lets the process exit: closes idle keep-alive connections. */
+/** Lets the process exit: drops the idle keep-alive connections (every request is answered by now). */
 export async function closeClient(): Promise<void> {
-  const a = agent;
-  agent = undefined;
-  if (a) await a.close().catch(() => a.destroy());
+  closeAgents();
 }
 
-async function errorFromAnswer(res: Dispatcher.ResponseData): Promise<CliError> {
+async function errorFromAnswer(res: HttpResponse): Promise<CliError> {
   return errorFromBody(res.statusCode, await res.body.text().catch(() => ''));
 }
 
