@@ -79,8 +79,19 @@ function runFiles(list, concurrency, tag) {
 }
 
 const rel = (f) => (f ? relative(process.cwd(), f) : '(unknown file)');
+const testFiles = new Set(files.map(rel));
+/**
+ * The test files to run again for a failure: its own file, or, when the test was declared in a shared
+ * suite module (test/runtime/driver.conformance.ts…), every test file that imports that module.
+ */
+function testFilesFor(file) {
+  if (testFiles.has(file)) return [file];
+  const base = file.split('/').pop().replace(/\.ts$/, '');
+  const importers = [...testFiles].filter((t) => readFileSync(t, 'utf8').includes(`${base}.ts'`));
+  return importers.length > 0 ? importers : [...testFiles];
+}
 const first = runFiles(files, 2, 'all');
-let failedFiles = [...new Set(first.records.filter((r) => r.outcome === 'fail').map((r) => rel(r.file)))];
+let failedFiles = [...new Set(first.records.filter((r) => r.outcome === 'fail').flatMap((r) => testFilesFor(rel(r.file))))];
 if (first.status !== 0 && failedFiles.length === 0) failedFiles = files.map(rel);
 
 let status = first.status;
