@@ -9,6 +9,7 @@ import { driverIsolation } from './driver-isolation.ts';
 import { loadConfig, type ConfigInput } from '../../src/core/config.ts';
 import { startCloud, type Cloud, type CloudOptions } from '../../src/server.ts';
 import { zipFrom } from './archives.ts';
+import { removeTree } from '../../src/images/fs-util.ts';
 
 export const STANDIN_VM = standinVm();
 
@@ -120,7 +121,11 @@ export async function startTestCloud(
     },
     async close() {
       await close();
-      if (!opts.keepData) rmSync(dataDir, { recursive: true, force: true });
+      // Images are read-only trees (0555): a non-root user must make them writable to delete them.
+      if (!opts.keepData) {
+        if (process.getuid?.() === 0) rmSync(dataDir, { recursive: true, force: true });
+        else await removeTree(dataDir);
+      }
     },
     async visit(host: string, path = '/', init: { method?: 'GET' | 'POST'; body?: string | Buffer; headers?: Record<string, string> } = {}) {
       const r = await request(`${cloud.gateUrl}${path}`, {
