@@ -30,16 +30,7 @@ before(async () => {
 });
 after(() => cloud?.close());
 
-interface View {
-  isRunning: boolean;
-  state: string;
-  lastError: string | null;
-}
-const show = async (h: string): Promise<View> => {
-  const r = await cloud.api('GET', `/v1/instances/${h}`);
-  assert.equal(r.status, 200, r.text);
-  return r.json as View;
-};
+const show = (h: string) => cloud.instance(h);
 
 const GREEDY = `
 import { createServer } from 'node:http';

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,6 +44,8 @@ export interface TestCloud extends Cloud {
    * (streamed, chunked) is sent as JSON.
    */
   api(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, init?: { user?: TestUser | null; body?: unknown; headers?: Record<string, string> }): Promise<ApiAnswer>;
+  /** The /v1 view of one of alice's instances (asserts a 200). */
+  instance(host: string): Promise<{ isRunning: boolean; state: string; lastError: string | null }>;
   /** Publishes an archive as the Pharo client does (compat POST, raw body); answers the hostname. */
   publish(archive: Buffer, init?: { user?: TestUser; name?: string }): Promise<string>;
   /** `/api/ephemerics/user/<id>` of a user (default alice). */
@@ -109,6 +112,11 @@ export async function startTestCloud(
     async addUser(name: string, plan = 'standard') {
       const r = await cloud.users.add(`${name}${++users}x${seq}`, plan);
       return { id: r.user.id, token: r.token };
+    },
+    async instance(host: string) {
+      const r = await api('GET', `/v1/instances/${host}`);
+      assert.equal(r.status, 200, r.text);
+      return r.json as { isRunning: boolean; state: string; lastError: string | null };
     },
     async publish(archive: Buffer, init: { user?: TestUser; name?: string } = {}) {
       const r = await api('POST', compatBase(init.user), {
