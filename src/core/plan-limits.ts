@@ -1,6 +1,7 @@
 import { EphError } from './errors.ts';
 import { parseSize } from './config.ts';
 import type { Plan, PlanLimits } from './types.ts';
+import { applyPlanSpec } from './plan-spec.ts';
 
 /**
  * Limits every plan gets unless `--plan-limits` says otherwise: enough for a
@@ -30,23 +31,9 @@ const KEYS = ['memory', 'cpus', 'pids', 'files', 'tmp', 'syscalls', 'userns'] as
  */
 export function withPlanLimits(flag: string, plans: Plan[], raw: string | undefined): Plan[] {
   const byPlan = new Map<string, PlanLimits>(plans.map((p) => [p.name, { ...DEFAULT_PLAN_LIMITS }]));
-  const spec = (raw ?? '').trim();
-  const parts = spec === '' ? [] : spec.split(';').map((p) => p.trim()).filter(Boolean);
-  // `*` first, so that a plan's own line wins whatever the order.
-  parts.sort((a, b) => Number(!a.startsWith('*:')) - Number(!b.startsWith('*:')));
-  for (const part of parts) {
-    const m = /^([a-z][a-z0-9_-]*|\*):(.+)$/.exec(part);
-    if (!m) throw new EphError('INVALID_CONFIG', `${flag}: expected PLAN:key=value[,key=value][;PLAN:...], got '${part}'`);
-    const targets = m[1] === '*' ? [...byPlan.values()] : [byPlan.get(m[1]!)];
-    if (targets[0] === undefined) throw new EphError('INVALID_CONFIG', `${flag}: unknown plan '${m[1]}' (plans: ${[...byPlan.keys()].join(', ')})`);
-    for (const kv of m[2]!.split(',')) {
-      const [key, value] = kv.split('=').map((s) => s.trim());
-      if (!key || value === undefined || !(KEYS as readonly string[]).includes(key)) {
-        throw new EphError('INVALID_CONFIG', `${flag}: expected key=value with key one of ${KEYS.join(', ')}, got '${kv}'`);
-      }
-      for (const t of targets as PlanLimits[]) setLimit(flag, t, key as (typeof KEYS)[number], value);
-    }
-  }
+  applyPlanSpec(flag, byPlan, raw, KEYS, (targets, key, value) => {
+    for (const t of targets) setLimit(flag, t, key, value);
+  });
   return plans.map((p) => ({ ...p, limits: byPlan.get(p.name)! }));
 }
 

@@ -1,6 +1,7 @@
 import { EphError } from './errors.ts';
 import { parseSize } from './config.ts';
 import type { Plan } from './types.ts';
+import { applyPlanSpec } from './plan-spec.ts';
 
 /** What one user of a plan may keep stored; an absent number is not limited. */
 export interface PlanQuotas {
@@ -51,30 +52,22 @@ const FIELDS: Record<(typeof KEYS)[number], keyof PlanQuotas> = {
  */
 export function withPlanQuotas(flag: string, plans: Plan[], raw: string | undefined): Plan[] {
   const byPlan = new Map<string, PlanQuotas>(plans.map((p) => [p.name, { ...(PLAN_QUOTA_DEFAULTS[p.name] ?? DEFAULT_QUOTAS) }]));
-  const spec = (raw ?? '').trim();
-  const parts = spec === '' ? [] : spec.split(';').map((p) => p.trim()).filter(Boolean);
-  // `*` first, so that a plan's own part wins whatever the order.
-  parts.sort((a, b) => Number(!a.startsWith('*:')) - Number(!b.startsWith('*:')));
-  for (const part of parts) {
-    const m = /^([a-z][a-z0-9_-]*|\*):(.+)$/.exec(part);
-    if (!m) throw new EphError('INVALID_CONFIG', `${flag}: expected PLAN:key=value[,key=value][;PLAN:...], got '${part}'`);
-    const one = byPlan.get(m[1]!);
-    if (m[1] !== '*' && one === undefined) throw new EphError('INVALID_CONFIG', `${flag}: unknown plan '${m[1]}' (plans: ${[...byPlan.keys()].join(', ')})`);
-    const targets = one === undefined ? [...byPlan.values()] : [one];
-    for (const kv of m[2]!.split(',')) {
-      const [key, value] = kv.split('=').map((s) => s.trim());
-      if (!key || value === undefined || value === '' || !(KEYS as readonly string[]).includes(key)) {
-        throw new EphError('INVALID_CONFIG', `${flag}: expected key=value with key one of ${KEYS.join(', ')}, got '${kv}'`);
-      }
-      const field = FIELDS[key as (typeof KEYS)[number]];
+  applyPlanSpec(
+    flag,
+    byPlan,
+    raw,
+    KEYS,
+    (targets, key, value) => {
+      const field = FIELDS[key];
       const counted = key === 'instances' || key === 'vars';
       const n = value === 'off' ? undefined : counted ? count(flag, key, value) : parseSize(`${flag} ${key}`, value);
       for (const t of targets) {
         if (n === undefined) delete t[field];
         else t[field] = n;
       }
-    }
-  }
+    },
+    { refuseEmptyValue: true },
+  );
   return plans.map((p) => ({ ...p, quotas: byPlan.get(p.name)! }));
 }
 
